@@ -1,0 +1,109 @@
+/**
+ * The embedded default configuration that `npm start` (`postern run --embedded`) runs on: a
+ * complete, private instance under ./var of the current directory, on unprivileged loopback ports,
+ * so a fresh clone runs without root and without touching /etc.
+ *
+ *   ./var/etc/main.cf, master.cf   written on first start only; edit them freely (never overwritten)
+ *   ./var/queue                    queue_directory
+ *   ./var/data                     data_directory
+ *   ./var/mail                     mail_spool_directory and virtual_mailbox_base
+ *
+ * Ports (127.0.0.1 and ::1 only):
+ *   2525  smtp        (Postfix: smtp 25)
+ *   2587  submission  (Postfix: submission 587)
+ *   2465  smtps       (Postfix: smtps/submissions 465, TLS from the first byte)
+ *   2143  imap        (Dovecot: imap 143)
+ *   2993  imaps       (Dovecot: imaps 993)
+ *
+ * Later issues extend these texts (certificates, users, ...): keep every embedded default here.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** Marker replaced by the absolute ./var directory when the files are written. */
+const VAR = '@VAR@';
+
+export const EMBEDDED_MAIN_CF = `# Postern embedded configuration (written by \`postern run --embedded\`, i.e. \`npm start\`).
+# This file is yours: Postern never overwrites it. Delete it to get the current default back.
+# Same grammar and names as Postfix's main.cf; \`postern postconf -c ${VAR}/etc -n\` shows it.
+
+compatibility_level = 3.6
+myhostname = localhost
+mynetworks = 127.0.0.0/8 [::1]/128
+
+# Listen on loopback only, on both IPv4 and IPv6 (one socket each).
+inet_interfaces = loopback-only
+inet_protocols = all
+
+# Everything this instance writes stays under ${VAR}.
+queue_directory = ${VAR}/queue
+data_directory = ${VAR}/data
+mail_spool_directory = ${VAR}/mail
+virtual_mailbox_base = ${VAR}/mail
+
+# Started as root, Postern binds its ports and then runs as this user.
+mail_owner = nobody
+
+# Log lines (Postfix format) on standard output.
+maillog_file = /dev/stdout
+`;
+
+export const EMBEDDED_MASTER_CF = `# Postern embedded master.cf: Postfix's services on unprivileged ports (see main.cf for the addresses).
+# ==========================================================================
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+#               (yes)   (yes)   (no)    (never) (100)
+# ==========================================================================
+2525      inet  n       -       n       -       -       smtpd
+2587      inet  n       -       n       -       -       smtpd
+  -o syslog_name=postfix/submission
+2465      inet  n       -       n       -       -       smtpd
+  -o syslog_name=postfix/smtps
+  -o smtpd_tls_wrappermode=yes
+2143      inet  n       -       n       -       -       imapd
+2993      inet  n       -       n       -       -       imapd
+`;
+
+/** Ports of the embedded services, for docs and tests. */
+export const EMBEDDED_PORTS: Readonly<Record<string, number>> = { smtp: 2525, submission: 2587, smtps: 2465, imap: 2143, imaps: 2993 };
+
+/** The data directories of the embedded instance, relative to its var directory. */
+export const EMBEDDED_DATA_DIRS: readonly string[] = ['queue', 'data', 'mail'];
+
+/** main.cf text for a var directory. A `$` in the path is written `$$` (main.cf expands `$name`). */
+export function embeddedMainCf(varDir: string): string {
+  return EMBEDDED_MAIN_CF.replaceAll(VAR, varDir.replaceAll('$', '$$$$'));
+}
+
+function writeIfAbsent(file: string, text: string): boolean {
+  try {
+    fs.writeFileSync(file, text, { flag: 'wx', mode: 0o644 });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+/**
+ * Creates `varDir` (absolute or relative to the cwd) with etc/main.cf, etc/master.cf and the data
+ * directories when they are missing; existing files are left exactly as they are. Returns the
+ * configuration directory (`<varDir>/etc`, absolute) and what was created.
+ */
+export function materializeEmbedded(varDir: string): { configDir: string; varDir: string; created: string[] } {
+  const root = path.resolve(varDir);
+  const configDir = path.join(root, 'etc');
+  const created: string[] = [];
+  fs.mkdirSync(configDir, { recursive: true, mode: 0o755 });
+  const mainCf = path.join(configDir, 'main.cf');
+  if (writeIfAbsent(mainCf, embeddedMainCf(root))) created.push(mainCf);
+  const masterCf = path.join(configDir, 'master.cf');
+  if (writeIfAbsent(masterCf, EMBEDDED_MASTER_CF)) created.push(masterCf);
+  for (const d of EMBEDDED_DATA_DIRS) {
+    const dir = path.join(root, d);
+    if (!fs.existsSync(dir)) {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+      created.push(dir);
+    }
+  }
+  return { configDir, varDir: root, created };
+}
