@@ -1,0 +1,381 @@
+/**
+ * cleanup: envelope + message content → one durable queue file in incoming/ (DESIGN 1, 3).
+ *
+ * What it does: allocates the queue id when a transaction opens (a temporary file in incoming/,
+ * id from its inode, ../queue/id.ts); streams the content to that file while DATA/BDAT arrives,
+ * repairing line ends and processing the primary header section one field at a time (Postfix
+ * cleanup(8): header_size_limit truncation, message_drop_headers, Received: hop count); at
+ * commit adds its header fields (smtpd's Received: first; Message-Id:, Date:, From: at the end of
+ * the header section when missing and asked to), logs `QID: message-id=<...>`, appends the
+ * envelope and end record, fdatasyncs, renames the file to its queue id and fsyncs incoming/
+ * (shared with concurrent commits, ../io/durable.ts). commit() resolves only then: the caller's
+ * 250 means the file and its directory entry are on disk (DESIGN invariant 1). Then qmgr is kicked.
+ *
+ * Data in: bytes from smtpd/pickup (untrusted content, already dot-unstuffed) and a CleanupInput
+ * (trusted: built by smtpd from checked values). Out: a queue file (../queue/file.ts), log lines
+ * as `postfix/cleanup[pid]`. Touches queue_directory only. Any I/O failure removes the file and
+ * gives `451 4.3.0 Error: queue file write error`; nothing half-written is ever published.
+ *
+ * Memory per transaction is bounded: one header field (header_size_limit), one line prefix of
+ * the same size, and up to 64 KiB of unwritten content (more only while the disk lags; write()
+ * returns false then and drain() waits).
+ *
+ * main.cf parameters: myhostname, header_size_limit, hopcount_limit, message_size_limit,
+ * message_drop_headers, cleanup_replace_stray_cr_lf, undisclosed_recipients_header,
+ * enable_long_queue_ids, queue_minfree (checkSpace).
+ * RFCs: 5322 (3.6 header fields, 3.3 date), 5321 4.4 (Received:), 3461 (DSN envelope).
+ */
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Params } from '../config/types.js';
+import { PosternError } from '../errors.js';
+import { type DirSync, type DurableFs, defaultDirSync, DirSync as GroupSync, nodeFs } from '../io/durable.js';
+import type { Log, Logger } from '../log/index.js';
+import { strerror } from '../log/strerror.js';
+import { ReplyError, reply } from '../proto/smtp/reply.js';
+import { createQueueDirectories, queueDirPath, queueFilePath } from '../queue/directories.js';
+import type { ClientFacts, EnvelopeRecipient, HeaderInsert, QueueEnvelope } from '../queue/envelope.js';
+import { QueueFileWriter } from '../queue/file.js';
+import { type MicroTime, makeQueueId, microNow } from '../queue/id.js';
+import { type QueueKick, queueKick } from '../queue/kick.js';
+import { fromField, HeaderPass, headerNameLength, LineEnds, mailDate, messageIdFor } from './headers.js';
+
+export type { ClientFacts, EnvelopeRecipient } from '../queue/envelope.js';
+
+export interface CleanupInput {
+  readonly sender: string;
+  readonly recipients: readonly EnvelopeRecipient[];
+  readonly ret: 'FULL' | 'HDRS' | null;
+  readonly envid: string | null;
+  readonly smtputf8: boolean;
+  readonly body: '7BIT' | '8BITMIME' | 'BINARYMIME' | null;
+  /** null = local (sendmail/pickup). */
+  readonly client: ClientFacts | null;
+  /**
+   * smtpd's complete Received: field (`Received: from ...`), folded lines separated by CRLF or LF
+   * and starting with white space; a final line end is optional. null = cleanup adds none.
+   */
+  readonly receivedHeader: string | null;
+  /** Add Message-Id:, Date:, From: when missing (always_add_missing_headers / local_header_rewrite_clients). */
+  readonly addMissingHeaders: boolean;
+  /** sendmail -F: the full name for an added From: field. */
+  readonly fullName?: string | null;
+  /** ms since the epoch; default: when the transaction opened. Used for Date: and the envelope. */
+  readonly arrivalTime?: number;
+}
+
+export interface CleanupResult {
+  readonly queueId: string;
+  /** Message size as stored and delivered (content + added header fields), bytes. */
+  readonly size: number;
+}
+
+export interface CleanupTxn {
+  readonly queueId: string;
+  /**
+   * Message content (headers + body, CRLF lines, already dot-unstuffed). Copied; streamed to
+   * disk. Returns false when more than 1 MiB waits for the disk: await drain() before more.
+   */
+  write(chunk: Buffer): boolean;
+  /** Resolves when the content written so far has reached the file (or failed). */
+  drain(): Promise<void>;
+  /**
+   * Envelope, then write + fdatasync the file, rename it into place, fsync incoming/ (group
+   * commit across transactions). Resolves only when durable. Throws ReplyError 451 4.3.0 on any
+   * I/O failure (file removed), 554 5.4.0 when hopcount_limit is reached, 552 5.3.4 when the
+   * content exceeded message_size_limit. Logs "QID: message-id=<...>".
+   */
+  commit(input: CleanupInput): Promise<CleanupResult>;
+  /** Removes the temporary file. After a successful commit it does nothing. */
+  abort(): Promise<void>;
+  /** Bytes of the content taken as its primary header section so far. */
+  readonly headerBytes: number;
+  /**
+   * The content already has hopcount_limit - 1 Received: fields, so with smtpd's own Received:
+   * commit() rejects it (554 5.4.0 Error: too many hops, Postfix's hopcount_limit).
+   */
+  readonly tooManyHeaders: boolean;
+}
+
+export interface CleanupOptions {
+  readonly queue_directory: string;
+  readonly params: Params;
+  readonly log: Log;
+  /** File-system layer (tests count syncs or inject failures). Default: the real one. */
+  readonly fs?: DurableFs;
+  /** Shared directory-sync batcher. Default: the process-wide one (or a new one over `fs`). */
+  readonly dirSync?: DirSync;
+  /** Wall clock in ms since the epoch (may be fractional); default: the system clock with µs. */
+  readonly clock?: () => number;
+  /** Statfs for checkSpace (tests); default fs.promises.statfs. */
+  readonly statfs?: (dir: string) => Promise<{ bsize: number; bavail: number }>;
+}
+
+/** Postfix smtpd_check_queue(): free space must exceed 1.5 x message_size_limit (smtpd_space_multf). */
+const SPACE_MULTIPLIER = 1.5;
+/** write() returns false above this many unwritten bytes. */
+const HIGH_WATER = 1024 * 1024;
+
+const writeError = (): ReplyError => new ReplyError(reply(451, '4.3.0', 'Error: queue file write error'));
+const tooBig = (): ReplyError => new ReplyError(reply(552, '5.3.4', 'Error: message file too big'));
+const tooManyHops = (): ReplyError => new ReplyError(reply(554, '5.4.0', 'Error: too many hops'));
+
+let tempCounter = 0;
+
+export class Cleanup {
+  readonly queue_directory: string;
+  /** Fired with the queue id after each durable commit; qmgr listens (same object as queueKick(queue_directory)). */
+  readonly kick: QueueKick;
+  /** @internal */ readonly params: Params;
+  /** @internal */ readonly logger: Logger;
+  /** @internal */ readonly fs: DurableFs;
+  /** @internal */ readonly dirSync: DirSync;
+  private readonly log: Log;
+  private readonly clock: (() => number) | undefined;
+  private readonly statfs: (dir: string) => Promise<{ bsize: number; bavail: number }>;
+  /** @internal */ readonly myhostname: string;
+  /** @internal */ readonly dropHeaders: ReadonlySet<string>;
+
+  constructor(opts: CleanupOptions) {
+    this.queue_directory = opts.queue_directory;
+    this.params = opts.params;
+    this.log = opts.log;
+    this.logger = opts.log.logger('cleanup');
+    this.fs = opts.fs ?? nodeFs;
+    this.dirSync = opts.dirSync ?? (opts.fs ? new GroupSync(opts.fs) : defaultDirSync);
+    this.clock = opts.clock;
+    this.statfs = opts.statfs ?? ((dir) => fsp.statfs(dir));
+    this.kick = queueKick(opts.queue_directory);
+    this.myhostname = opts.params.myhostname !== '' ? opts.params.myhostname : os.hostname();
+    this.dropHeaders = new Set(opts.params.message_drop_headers.map((h) => h.toLowerCase()));
+  }
+
+  /** @internal The creation time with microseconds. */
+  now(): MicroTime {
+    if (!this.clock) return microNow();
+    const us = Math.floor(this.clock() * 1000);
+    return { sec: Math.floor(us / 1e6), usec: us % 1e6 };
+  }
+
+  /**
+   * Checks free space (queue_minfree, 1.5 x message_size_limit as Postfix's smtpd does at MAIL
+   * FROM): throws ReplyError 452 4.3.1 Insufficient system storage, and logs Postfix's warning
+   * through `logger` (smtpd's session logger; default a `smtpd` logger).
+   */
+  async checkSpace(logger?: Logger): Promise<void> {
+    await createQueueDirectories(this.queue_directory);
+    const st = await this.statfs(this.queue_directory);
+    const bsize = Number(st.bsize);
+    const bavail = Number(st.bavail);
+    const blocks = (bytes: number): number => Math.floor(bytes / bsize);
+    // smtpd_check.c smtpd_check_queue(); message_size_limit 0 = no limit (blocks(0) = 0).
+    if (blocks(this.params.queue_minfree) >= bavail || blocks(this.params.message_size_limit) >= bavail / SPACE_MULTIPLIER) {
+      (logger ?? this.log.logger('smtpd')).warning(
+        `not enough free space in mail queue: ${bavail * bsize} bytes < ${SPACE_MULTIPLIER}*message size limit`,
+      );
+      throw new ReplyError(reply(452, '4.3.1', 'Insufficient system storage'));
+    }
+  }
+
+  /** Opens a new queue file in incoming/ (not visible to qmgr until commit). Allocates the queue id. */
+  async open(): Promise<CleanupTxn> {
+    await createQueueDirectories(this.queue_directory);
+    const created = this.now();
+    tempCounter += 1;
+    const temp = path.join(queueDirPath(this.queue_directory, 'incoming'), `${created.usec}.${process.pid}.${tempCounter}.tmp`);
+    const { writer, inode } = await QueueFileWriter.create(temp, this.fs);
+    const queueId = makeQueueId(this.params.enable_long_queue_ids, created, inode);
+    return new Txn(this, writer, temp, queueId, created.sec * 1000 + created.usec / 1000);
+  }
+}
+
+type TxnState = 'open' | 'committing' | 'committed' | 'failed' | 'aborted';
+
+class Txn implements CleanupTxn {
+  private state: TxnState = 'open';
+  private readonly lineEnds: LineEnds;
+  private readonly headers: HeaderPass;
+  private received = 0;
+  private oversize = false;
+  private committing: Promise<unknown> | null = null;
+
+  constructor(
+    private readonly c: Cleanup,
+    private readonly writer: QueueFileWriter,
+    private readonly temp: string,
+    readonly queueId: string,
+    private readonly createdMs: number,
+  ) {
+    this.lineEnds = new LineEnds(c.params.cleanup_replace_stray_cr_lf);
+    this.headers = new HeaderPass({
+      header_size_limit: c.params.header_size_limit,
+      dropHeaders: c.dropHeaders,
+      out: (b) => writer.write(b),
+    });
+  }
+
+  get headerBytes(): number {
+    return this.headers.headerBytes;
+  }
+
+  get tooManyHeaders(): boolean {
+    return this.headers.facts.received + 1 >= this.c.params.hopcount_limit;
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.state !== 'open') throw new PosternError('cleanup', `${this.queueId}: write after ${this.state}`);
+    if (chunk.length === 0 || this.oversize) return true;
+    this.received += chunk.length;
+    const limit = this.c.params.message_size_limit;
+    if (limit > 0 && this.received > limit) {
+      // smtpd enforces message_size_limit itself; this only keeps a runaway writer off the disk.
+      this.oversize = true;
+      return true;
+    }
+    this.headers.push(this.lineEnds.push(Buffer.from(chunk)));
+    return this.writer.pendingBytes < HIGH_WATER;
+  }
+
+  drain(): Promise<void> {
+    return this.writer.drain();
+  }
+
+  commit(input: CleanupInput): Promise<CleanupResult> {
+    if (this.state !== 'open') return Promise.reject(new PosternError('cleanup', `${this.queueId}: commit after ${this.state}`));
+    this.state = 'committing';
+    const p = this.doCommit(input);
+    this.committing = p.catch(() => undefined);
+    return p;
+  }
+
+  private async doCommit(input: CleanupInput): Promise<CleanupResult> {
+    const log = this.c.logger;
+    const params = this.c.params;
+    const id = this.queueId;
+    const rejectWith = async (err: Error): Promise<never> => {
+      await this.removeTemp();
+      this.state = 'failed';
+      throw err;
+    };
+    if (input.recipients.length === 0) return rejectWith(new PosternError('cleanup', `${id}: no recipients specified`));
+
+    this.headers.push(this.lineEnds.end());
+    this.headers.end();
+    const facts = this.headers.facts;
+    const headerEnd = this.headers.headerEnd ?? this.headers.outBytes;
+
+    // Postfix logs each Message-ID while reading the headers, before any verdict on the message.
+    for (const m of facts.ids) log.info(`${id}: ${m.resent ? 'resent-' : ''}message-id=${m.value}`);
+
+    const hops = facts.received + (input.receivedHeader !== null ? 1 : 0);
+    if (hops >= params.hopcount_limit) {
+      log.warning(`${id}: message rejected: hopcount exceeded`);
+      return rejectWith(tooManyHops());
+    }
+    if (this.oversize) {
+      log.warning(`${id}: queue file size limit exceeded`);
+      return rejectWith(tooBig());
+    }
+
+    const inserts: HeaderInsert[] = [];
+    if (input.receivedHeader !== null) inserts.push({ at: 0, text: normalizeField(input.receivedHeader) });
+    let addedId: string | null = null;
+    if (input.addMissingHeaders) {
+      // cleanup_message.c cleanup_header_done_callback(): Resent- variants when the message has
+      // Resent- fields (RFC 5322 3.6.6).
+      const pre = facts.resent ? 'Resent-' : '';
+      const lc = pre.toLowerCase();
+      const arrival = input.arrivalTime ?? this.createdMs;
+      if (!facts.seen.has(`${lc}message-id`)) {
+        const msgid = messageIdFor(id, this.createdMs, this.c.myhostname, params.enable_long_queue_ids);
+        inserts.push({ at: headerEnd, text: `${pre}Message-Id: ${msgid}\r\n` });
+        log.info(`${id}: ${lc}message-id=${msgid}`);
+        facts.seen.add(`${lc}message-id`);
+        if (pre === '') addedId = msgid;
+      }
+      if (!facts.seen.has(`${lc}date`)) inserts.push({ at: headerEnd, text: `${pre}Date: ${mailDate(arrival)}\r\n` });
+      if (!facts.seen.has(`${lc}from`)) inserts.push({ at: headerEnd, text: fromField(pre, input.sender, input.fullName ?? null) });
+      const visible = ['to', 'resent-to', 'cc', 'resent-cc'].some((h) => facts.seen.has(h));
+      const witheld = params.undisclosed_recipients_header;
+      if (!visible && witheld !== '') {
+        if (headerNameLength(Buffer.from(witheld, 'utf8')) > 0) inserts.push({ at: headerEnd, text: normalizeField(witheld) });
+        else log.warning(`bad undisclosed_recipients_header header text "${witheld}" -- need "headername: headervalue"`);
+      }
+    }
+    if (!facts.seen.has('message-id')) log.info(`${id}: message-id=<>`);
+
+    const contentLength = this.writer.contentLength;
+    const size = contentLength + inserts.reduce((n, i) => n + Buffer.byteLength(i.text), 0);
+    const envelope: QueueEnvelope = {
+      version: 1,
+      queueId: id,
+      arrivalTime: input.arrivalTime ?? Math.floor(this.createdMs),
+      sender: input.sender,
+      recipients: input.recipients.map((r) => ({
+        address: r.address,
+        notify: r.notify === null || r.notify === 'NEVER' ? r.notify : [...r.notify],
+        orcpt: r.orcpt,
+      })),
+      ret: input.ret,
+      envid: input.envid,
+      smtputf8: input.smtputf8,
+      body: input.body,
+      client: input.client,
+      messageId: facts.firstMessageId ?? addedId,
+      contentLength,
+      headerEnd,
+      inserts,
+      size,
+    };
+
+    const final = queueFilePath(this.c.queue_directory, 'incoming', id);
+    let renamed = false;
+    try {
+      await this.writer.finish(envelope);
+      await this.c.fs.rename(this.temp, final);
+      renamed = true;
+      await this.c.dirSync.sync(path.dirname(final));
+    } catch (err) {
+      log.warning(`${id}: write queue file: ${strerror(err)}`);
+      await this.writer.discard();
+      await this.c.fs.unlink(renamed ? final : this.temp).catch(() => undefined);
+      this.state = 'failed';
+      throw (err as NodeJS.ErrnoException).code === 'EFBIG' ? tooBig() : writeError();
+    }
+    this.state = 'committed';
+    for (const err of this.c.kick.fire(id, 'incoming')) log.warning(`${id}: queue kick listener failed: ${strerror(err)}`);
+    return { queueId: id, size };
+  }
+
+  private async removeTemp(): Promise<void> {
+    await this.writer.discard();
+    await this.c.fs.unlink(this.temp).catch(() => undefined);
+  }
+
+  async abort(): Promise<void> {
+    if (this.state === 'committing') {
+      await this.committing;
+      return;
+    }
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    await this.removeTemp();
+  }
+}
+
+/**
+ * A header field given as text → CRLF lines. Continuation lines that do not start with white
+ * space get a TAB, so text can never start a new header field; CR, LF and NUL inside a line go.
+ */
+function normalizeField(text: string): string {
+  const lines = text.split(/\r?\n/);
+  while (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
+  return lines
+    .map((l, i) => {
+      const clean = l.replace(/[\r\n\0]/g, '');
+      return i > 0 && !/^[ \t]/.test(clean) ? `\t${clean}` : clean;
+    })
+    .map((l) => `${l}\r\n`)
+    .join('');
+}
