@@ -198,6 +198,7 @@ export const PARAMS = {
   smtpd_data_restrictions: list('', 'smtpd', 'Restrictions applied to the DATA command.'),
   smtpd_end_of_data_restrictions: list('', 'smtpd', 'Restrictions applied after the end of message data.'),
   smtpd_etrn_restrictions: list('', 'smtpd', 'Restrictions applied to the ETRN command.'),
+  fast_flush_domains: list('$relay_domains', 'smtpd', 'Destinations for which ETRN (RFC 1985) may ask this server to deliver deferred mail.'),
   smtpd_restriction_classes: list('', 'smtpd', 'Named restriction groups usable as access table results.'),
   smtpd_relay_before_recipient_restrictions: bool('${{$compatibility_level} <level {3.6} ? {no} : {yes}}', 'smtpd', 'Evaluate smtpd_relay_restrictions before smtpd_recipient_restrictions.'),
   smtpd_delay_reject: bool('yes', 'smtpd', 'Wait until RCPT TO before rejecting for client, HELO or sender restrictions.'),
