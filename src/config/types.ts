@@ -6,7 +6,10 @@ import type { SpecValue } from './params/types.js';
 export type Params = { readonly [K in keyof typeof PARAMS]: SpecValue<(typeof PARAMS)[K]> };
 export type ParamName = keyof typeof PARAMS;
 
-/** One `name = value` as written in main.cf (value unexpanded, continuation lines joined by one space). */
+/**
+ * One `name = value` as written in main.cf (value unexpanded; continuation lines appended as
+ * Postfix does, their leading whitespace included; blanks around the value trimmed).
+ */
 export interface Setting {
   readonly name: string;
   readonly value: string;
@@ -32,6 +35,10 @@ export interface MasterService {
   readonly command: string;
   /** Arguments after the command, `-o` pairs removed. */
   readonly args: readonly string[];
+  /** All arguments after the command, normalised as `postconf -M` shows them (`-o`, `name=value`, ...). */
+  readonly argv: readonly string[];
+  /** private, unpriv, chroot, wakeup, maxproc as written in master.cf (`-` kept). */
+  readonly fields: readonly [string, string, string, string, string];
   /** `-o name=value` and `-o { name = value }`, in order, unexpanded. */
   readonly overrides: ReadonlyMap<string, string>;
   readonly file: string;
