@@ -261,8 +261,9 @@ function extractPath(word: string, allowEmpty: boolean, allowUtf8: boolean, allo
     const m = QUOTED_STRING.exec(text.slice(0, i + 1));
     if (!m) return null;
     local = m[1]!.replace(/\\(.)/g, '$1');
-    if (local === '') return null;
     rest = text.slice(i + 1);
+    // <""> is the null address to Postfix (its internal form is empty); ""@domain is refused.
+    if (local === '') return rest === '' && allowEmpty ? Object.freeze({ address: '', localPart: '', domain: '', utf8: false }) : null;
   } else {
     const at = text.lastIndexOf('@');
     local = at < 0 ? text : text.slice(0, at);

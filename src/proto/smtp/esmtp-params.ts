@@ -123,7 +123,6 @@ export function parseMailParams(params: ReadonlyMap<string, string | null>, opts
   let ret: 'FULL' | 'HDRS' | null = null;
   let envid: string | null = null;
   let auth: string | null = null;
-  let sawAuth = false;
   const binarymime = opts.binarymime ?? opts.chunking;
   const dsn = opts.dsn ?? true;
 
@@ -144,8 +143,8 @@ export function parseMailParams(params: ReadonlyMap<string, string | null>, opts
       smtputf8 = true; // RFC 6531 3.4: no value
     } else if (p.keyword === 'AUTH' && value !== null) {
       // Postfix smtpd_sasl_mail_opt(): kept raw (not xtext-decoded), made printable.
-      if (sawAuth) throw replyError(BAD_SEQUENCE, '5.5.4', 'Error: multiple AUTH= options');
-      sawAuth = true;
+      // Only a stored mailbox counts: "AUTH=<> AUTH=x" is accepted, "AUTH=x AUTH=<>" is not.
+      if (auth !== null) throw replyError(BAD_SEQUENCE, '5.5.4', 'Error: multiple AUTH= options');
       if (value !== '<>') auth = value.replace(/[^\x20-\x7e]/g, '?');
     } else if (p.keyword === 'RET' && value !== null) {
       if (!dsn) dsnDisabled();
