@@ -218,7 +218,7 @@ describe('tls/certs: checkCertificates', () => {
   test('tls/certs: a CAfile that cannot be loaded is an error, as Postfix disables TLS then', () => {
     const ca = path.join(tmp, 'ca-bundle.crt');
     assert.deepEqual(errors(checkCertificates({ certFile: good.fullchain, keyFile: good.key, caFile: ca, caFileLabel: 'smtpd_tls_CAfile' })), [
-      `cannot open smtpd_tls_CAfile ${ca}: No such file or directory: Postfix disables TLS when it cannot load the CA data`,
+      `cannot open smtpd_tls_CAfile ${ca}: No such file or directory; TLS would be disabled (Postfix: "cannot load Certification Authority data")`,
     ]);
   });
 

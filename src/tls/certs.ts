@@ -346,7 +346,7 @@ function loadAnchors(o: { readonly caFile?: string; readonly caPath?: string; re
     } catch (err) {
       if (!(err instanceof PosternError)) throw err;
       // Postfix: "cannot load Certification Authority data, CAfile=...: disabling TLS support".
-      findings.push({ severity: 'error', message: `${err.message}: Postfix disables TLS when it cannot load the CA data` });
+      findings.push({ severity: 'error', message: `${err.message}; TLS would be disabled (Postfix: "cannot load Certification Authority data")` });
     }
   }
   const caPath = o.caPath !== undefined && o.caPath !== '' ? o.caPath : undefined;

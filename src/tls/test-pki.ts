@@ -83,7 +83,7 @@ export class TestPki {
     this.otherIntermediateCert = path.join(dir, 'other-intermediate', 'ca.crt');
   }
 
-  /** Creates root and intermediates under `dir` (which must exist, e.g. from fs.mkdtemp). */
+  /** Creates root and intermediates under `dir` (created if missing; use a unique temp dir). */
   static create(dir: string, names: { root?: string; intermediate?: string } = {}): TestPki {
     const pki = new TestPki(dir);
     const root = pki.caDir('root');
