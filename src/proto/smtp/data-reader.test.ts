@@ -271,3 +271,49 @@ test('data-reader: arbitrary bytes never throw', () => {
     { numRuns: 500 },
   );
 });
+
+// --- BDAT mode -----------------------------------------------------------------------------------
+
+function runBdat(input: Buffer, cutAt: number[], replaceStrayCr = false): { content: string; reader: DataReader } {
+  const reader = new DataReader({ bareNewline: 'normalize', mode: 'bdat', replaceStrayCr });
+  const points = [...new Set(cutAt.map((c) => Math.min(c, input.length)))].sort((x, y) => x - y);
+  let prev = 0;
+  let out = '';
+  for (const p of [...points, input.length]) {
+    const r = reader.push(input.subarray(prev, p));
+    assert.ok(!r.done);
+    out += s(r.content);
+    prev = p;
+  }
+  out += s(reader.end());
+  return { content: out, reader };
+}
+
+test('data-reader: BDAT mode keeps dots, never ends, normalizes bare LF and closes the last line', () => {
+  const r = runBdat(b('.\r\n..\r\na\nb\r\n.\r\nlast'), []);
+  assert.equal(r.content, '.\r\n..\r\na\r\nb\r\n.\r\nlast\r\n');
+  assert.ok(r.reader.bareLf);
+  assert.equal(r.reader.bytes, r.content.length);
+  const cr = runBdat(b('x\r'), []);
+  assert.equal(cr.content, 'x\r\r\n');
+  assert.ok(cr.reader.bareCr);
+  assert.equal(runBdat(b('x\r'), [], true).content, 'x \r\n');
+  assert.equal(runBdat(b(''), []).content, '');
+  assert.equal(runBdat(b('a\r\n'), []).content, 'a\r\n');
+});
+
+test('data-reader: BDAT mode output is independent of chunking and equals line-wise normalization', () => {
+  fc.assert(
+    fc.property(smtpBytes, cuts, fc.boolean(), (input, cutAt, replace) => {
+      const r = runBdat(input, cutAt, replace);
+      const lines = s(input).split('\n');
+      const last = lines.pop()!;
+      let expected = lines.map((l) => `${(l.endsWith('\r') ? l.slice(0, -1) : l).replace(/\r/g, replace ? ' ' : '\r')}\r\n`).join('');
+      if (last !== '') expected += `${last.replace(/\r/g, replace ? ' ' : '\r')}\r\n`;
+      assert.equal(r.content, expected);
+      assert.equal(r.reader.wireBytes, input.length);
+      assert.equal(r.reader.bytes, expected.length);
+    }),
+    { numRuns: 500 },
+  );
+});

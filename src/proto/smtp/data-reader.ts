@@ -45,6 +45,13 @@ export interface DataResult {
 
 export interface DataReaderOptions {
   readonly bareNewline: BareNewlinePolicy;
+  /**
+   * 'data' (default): DATA content, dot-unstuffing and end-of-data detection.
+   * 'bdat': BDAT (RFC 3030) text content: the same line-ending normalization and counters, no
+   * dot handling, never done; call end() after the LAST chunk. (BODY=BINARYMIME content must not
+   * go through a reader at all: it is binary.)
+   */
+  readonly mode?: 'data' | 'bdat';
   /** Replace each CR that is not part of CRLF with a space (cleanup_replace_stray_cr_lf). Default false. */
   readonly replaceStrayCr?: boolean;
 }
@@ -71,6 +78,7 @@ export function bareLfReply(code: number, myhostname: string): Reply {
 export class DataReader {
   readonly policy: BareNewlinePolicy;
   readonly #replaceStrayCr: boolean;
+  readonly #bdat: boolean;
 
   // Counters (see getters).
   #bytes = 0;
@@ -92,6 +100,7 @@ export class DataReader {
   constructor(opts: DataReaderOptions) {
     this.policy = opts.bareNewline;
     this.#replaceStrayCr = opts.replaceStrayCr ?? false;
+    this.#bdat = opts.mode === 'bdat';
   }
 
   /** Content bytes produced so far (unstuffed, CRLF line ends): what message_size_limit counts. */
@@ -177,7 +186,7 @@ export class DataReader {
     };
 
     while (pos < len) {
-      if (atLineStart && b[pos] === DOT) {
+      if (atLineStart && b[pos] === DOT && !this.#bdat) {
         // RFC 5321 4.5.2: a line starting with "." — end of data, or a stuffed dot.
         if (pos + 1 >= len) {
           end = pos;
@@ -272,5 +281,35 @@ export class DataReader {
 
     const content = out.length === 0 ? EMPTY : out.length === 1 ? out[0]! : Buffer.concat(out, outBytes);
     return { content, done, rest: done ? b.subarray(end) : EMPTY };
+  }
+
+  /**
+   * BDAT mode, after the LAST chunk: the content still held back (a trailing CR, which is then a
+   * bare CR), and a CRLF when the content does not end with a line end — Postfix stores a missing
+   * final line end as a complete line. Returns EMPTY in DATA mode (DATA content ends only with
+   * its end-of-data line).
+   */
+  end(): Buffer {
+    if (!this.#bdat || this.#done) return EMPTY;
+    this.#done = true;
+    const out: Buffer[] = [];
+    if (this.#held.length > 0) {
+      // Only a lone trailing CR is ever held in BDAT mode.
+      this.#bareCr = true;
+      out.push(this.#replaceStrayCr ? SPACE : this.#held);
+      this.#wireBytes += this.#held.length;
+      this.#lineLen += this.#held.length;
+      this.#held = EMPTY;
+    }
+    if (!this.#atLineStart) {
+      out.push(CRLF);
+      this.#lines++;
+      this.#longestLine = Math.max(this.#longestLine, this.#lineLen);
+      this.#lineLen = 0;
+      this.#atLineStart = true;
+    }
+    const content = out.length === 0 ? EMPTY : Buffer.concat(out);
+    this.#bytes += content.length;
+    return content;
   }
 }
