@@ -351,6 +351,30 @@ describe('log: standard streams', () => {
   });
 });
 
+describe('log: write errors', () => {
+  test('log: a full disk (/dev/full) is reported once on stderr and does not stop the server', async (t) => {
+    if (!fs.existsSync('/dev/full')) {
+      t.skip('no /dev/full on this system');
+      return;
+    }
+    const script = `
+      import { Log } from ${JSON.stringify(INDEX_URL)};
+      const log = Log.open({ syslog_name: 'postfix', myhostname: 'mx', maillog_file: '/dev/full' });
+      const l = log.logger('smtpd', { id: 1 });
+      for (let round = 0; round < 3; round++) {
+        for (let i = 0; i < 1000; i++) l.info('line ' + i);
+        await new Promise((r) => setImmediate(r));
+      }
+      l.fatal('still alive');
+      await log.close();
+      process.stdout.write('done\\n');
+    `;
+    const { stdout, stderr } = await execFileP(process.execPath, ['--input-type=module', '-e', script]);
+    assert.equal(stdout, 'done\n');
+    assert.equal(stderr, 'postern: warning: write maillog_file /dev/full: No space left on device\n');
+  });
+});
+
 describe('log: analyzers', () => {
   test('log: fail2ban-regex with Debian\'s postfix filter matches our NOQUEUE reject lines (IPv4 and IPv6)', async (t) => {
     const tool = '/usr/bin/fail2ban-regex';

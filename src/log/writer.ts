@@ -160,9 +160,9 @@ export class FdSink implements LineSink {
         if (this.pending.length === 0) return;
         this.partial = Buffer.from(this.takeChunk());
       }
+      // 'failed' dropped that chunk (reported once); the next chunk may fare better (ENOSPC passes).
       const status = this.writePartial();
-      if (status === 'done') continue;
-      if (status === 'failed') return;
+      if (status !== 'again') continue;
       // EAGAIN: the reader is behind.
       if (!sync) {
         this.scheduled = setTimeout(() => {
