@@ -71,7 +71,8 @@ export const EMBEDDED_DATA_DIRS: readonly string[] = ['queue', 'data', 'mail'];
 
 /** main.cf text for a var directory. A `$` in the path is written `$$` (main.cf expands `$name`). */
 export function embeddedMainCf(varDir: string): string {
-  return EMBEDDED_MAIN_CF.replaceAll(VAR, varDir.replaceAll('$', '$$$$'));
+  const escaped = varDir.split('$').join('$$');
+  return EMBEDDED_MAIN_CF.replaceAll(VAR, () => escaped);
 }
 
 function writeIfAbsent(file: string, text: string): boolean {

@@ -30,6 +30,8 @@ function service(config: Config, name: string, host: string | null, port: number
     maxproc: 100,
     command: 'smtpd',
     args: [],
+    argv: [],
+    fields: ['n', '-', 'n', '-', '-'],
     overrides: new Map(),
     file: '/etc/postern/master.cf',
     line: 7,

@@ -308,6 +308,7 @@ describe('master: reload and stop', () => {
     assert.equal(await m.reload(), true);
     const held = net.connect({ host: '127.0.0.1', port: p1 });
     held.on('error', () => {});
+    held.resume();
     const closed = new Promise<void>((resolve) => held.on('close', () => resolve()));
     await waitFor(() => t.events.accepted.some((l) => l.service.command === 'hold'));
     const started = Date.now();
