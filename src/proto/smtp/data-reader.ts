@@ -145,9 +145,9 @@ export class DataReader {
     const b = this.#held.length === 0 ? chunk : Buffer.concat([this.#held, chunk]);
     this.#held = EMPTY;
     const len = b.length;
+    // Hot path (see the file comment): no closures here, so every variable stays a register.
     const out: Buffer[] = [];
-    let outBytes = 0;
-    let seg = 0; // start of the not yet emitted, unchanged input
+    let seg = 0; // start of the input not yet emitted (unchanged bytes are emitted as subarrays)
     let pos = 0;
     let end = len; // end of the consumed part
     let done = false;
@@ -156,37 +156,15 @@ export class DataReader {
     let lineLen = this.#lineLen;
     let longest = this.#longestLine;
     let lines = 0;
-    let nextCr = -2; // index of the next CR at or after pos; -2 = unknown, -1 = none
-    const checkCr = this.#replaceStrayCr || !this.#bareCr;
-
-    const emit = (upTo: number): void => {
-      if (upTo > seg) {
-        const s = b.subarray(seg, upTo);
-        out.push(s);
-        outBytes += s.length;
-      }
-    };
-
-    // Bare CRs in [from, to): every CR there is followed by something other than LF.
-    const strayCrs = (from: number, to: number): void => {
-      if (nextCr === -1) return;
-      if (nextCr < from) nextCr = b.indexOf(CR, from);
-      while (nextCr !== -1 && nextCr < to) {
-        this.#bareCr = true;
-        if (!this.#replaceStrayCr) {
-          nextCr = -1; // no need to look further
-          return;
-        }
-        emit(nextCr);
-        out.push(SPACE);
-        outBytes += 1;
-        seg = nextCr + 1;
-        nextCr = b.indexOf(CR, nextCr + 1);
-      }
-    };
+    let bareLf = false;
+    const dots = !this.#bdat;
+    const replaceCr = this.#replaceStrayCr;
+    // Next CR at or after pos; -1 = not searched yet; len + 1 = none left. Once a bare CR has
+    // been seen and nothing is replaced, there is no need to look for more.
+    let nextCr = replaceCr || !this.#bareCr ? -1 : len + 1;
 
     while (pos < len) {
-      if (atLineStart && b[pos] === DOT && !this.#bdat) {
+      if (atLineStart && dots && b[pos] === DOT) {
         // RFC 5321 4.5.2: a line starting with "." — end of data, or a stuffed dot.
         if (pos + 1 >= len) {
           end = pos;
@@ -194,10 +172,10 @@ export class DataReader {
         }
         const c1 = b[pos + 1];
         if (c1 === LF) {
-          // "." + bare LF: never the end (smuggling); dropped (Postfix 3.9).
-          emit(pos);
+          // "." + bare LF: never the end (smuggling); dropped as Postfix 3.9 does.
+          if (pos > seg) out.push(b.subarray(seg, pos));
           seg = pos + 2;
-          this.#bareLf = true;
+          bareLf = true;
           prevBareLf = true;
           lines++;
           if (longest < 1) longest = 1;
@@ -210,16 +188,15 @@ export class DataReader {
             break;
           }
           if (b[pos + 2] === LF) {
-            emit(pos);
+            if (pos > seg) out.push(b.subarray(seg, pos));
+            seg = pos + 3;
             if (!prevBareLf) {
               // "<CRLF>.<CRLF>" (or ".<CRLF>" first): end of data.
-              seg = pos + 3;
               end = pos + 3;
               done = true;
               break;
             }
             // "\n.\r\n": never the end; dropped as Postfix 3.9 does.
-            seg = pos + 3;
             prevBareLf = false;
             lines++;
             if (longest < 1) longest = 1;
@@ -228,34 +205,46 @@ export class DataReader {
           }
         }
         // Stuffed dot: drop it, the rest of the line is content.
-        emit(pos);
+        if (pos > seg) out.push(b.subarray(seg, pos));
         seg = pos + 1;
         lineLen = 1;
         pos += 1;
-        atLineStart = false;
       }
       atLineStart = false;
       const lf = b.indexOf(LF, pos);
+      const crlf = lf > pos && b[lf - 1] === CR;
+      // Content of this line in this chunk: up to the CRLF/LF, or to the end of the chunk minus
+      // a trailing CR (held back: it may start a CRLF).
+      const contentEnd = lf < 0 ? (b[len - 1] === CR ? len - 1 : len) : crlf ? lf - 1 : lf;
+      if (nextCr < pos) {
+        nextCr = b.indexOf(CR, pos);
+        if (nextCr < 0) nextCr = len + 1;
+      }
+      if (nextCr < contentEnd) {
+        // Stray CR(s): content, flagged, optionally replaced by a space.
+        this.#bareCr = true;
+        if (!replaceCr) nextCr = len + 1;
+        while (nextCr < contentEnd) {
+          if (nextCr > seg) out.push(b.subarray(seg, nextCr));
+          out.push(SPACE);
+          seg = nextCr + 1;
+          nextCr = b.indexOf(CR, nextCr + 1);
+          if (nextCr < 0) nextCr = len + 1;
+        }
+      }
+      lineLen += contentEnd - pos;
       if (lf < 0) {
-        // No line end in this chunk: keep a trailing CR back (it may start CRLF).
-        end = b[len - 1] === CR ? len - 1 : len;
-        if (checkCr) strayCrs(pos, end);
-        lineLen += end - pos;
-        pos = end;
+        end = contentEnd;
+        pos = contentEnd;
         break;
       }
-      const crlf = lf > pos && b[lf - 1] === CR;
-      const contentEnd = crlf ? lf - 1 : lf;
-      if (checkCr) strayCrs(pos, contentEnd);
-      lineLen += contentEnd - pos;
       if (lineLen > longest) longest = lineLen;
       lines++;
       if (!crlf) {
-        // Bare LF: store as CRLF (smtpd_forbid_bare_newline normalize).
-        this.#bareLf = true;
-        emit(lf);
+        // Bare LF: stored as CRLF (smtpd_forbid_bare_newline normalize).
+        bareLf = true;
+        if (lf > seg) out.push(b.subarray(seg, lf));
         out.push(CRLF);
-        outBytes += 2;
         seg = lf + 1;
       }
       prevBareLf = !crlf;
@@ -263,23 +252,24 @@ export class DataReader {
       atLineStart = true;
       pos = lf + 1;
     }
-    if (!done) emit(end);
+    if (!done && end > seg) out.push(b.subarray(seg, end));
 
     if (end < len && !done) this.#held = Buffer.from(b.subarray(end));
-    const consumed = b.subarray(0, end);
+    const consumed = end === len ? b : b.subarray(0, end);
     if (!this.#nul && consumed.indexOf(0) >= 0) this.#nul = true;
     if (!this.#eightBit && !isAscii(consumed)) this.#eightBit = true;
+    if (bareLf) this.#bareLf = true;
 
     this.#atLineStart = atLineStart;
     this.#prevBareLf = prevBareLf;
     this.#lineLen = lineLen;
     this.#longestLine = Math.max(longest, lineLen);
     this.#lines += lines;
-    this.#bytes += outBytes;
     this.#wireBytes += end;
     this.#done = done;
 
-    const content = out.length === 0 ? EMPTY : out.length === 1 ? out[0]! : Buffer.concat(out, outBytes);
+    const content = out.length === 0 ? EMPTY : out.length === 1 ? out[0]! : Buffer.concat(out);
+    this.#bytes += content.length;
     return { content, done, rest: done ? b.subarray(end) : EMPTY };
   }
 
