@@ -38,6 +38,12 @@ export function isParamName(name: string): name is ParamName {
   return Object.hasOwn(PARAMS, name);
 }
 
+/**
+ * Parameters Postfix reads without `$name` expansion because their macros are filled in later,
+ * per message or per delivery (`$home`, `$user`, `$client_address`; Postfix's CONFIG_RAW_TABLEs).
+ */
+export const RAW_PARAMS: ReadonlySet<string> = new Set(['forward_path', 'luser_relay', 'mailbox_command', 'smtpd_reject_footer', 'default_rbl_reply', 'command_execution_directory']);
+
 /** What the host contributes to the defaults; tests pass their own. */
 export interface HostFacts {
   readonly hostname: string;
@@ -137,6 +143,7 @@ function expandParam(name: string, layer: Layer, warn: (t: string) => void): { t
     origin = dep ?? { file: layer.mainCfPath, line: 0 };
   }
   const at = origin;
+  if (RAW_PARAMS.has(name)) return { text: raw, origin: at };
   const fromSetting = originOf(name, layer) !== null;
   try {
     const text = expand(raw, {
