@@ -16,7 +16,7 @@ import type * as net from 'node:net';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import type { Params } from '../config/types.js';
-import { type LookupTable, openTable } from '../config/tables/index.js';
+import { type LookupTable, openTable, type Table } from '../config/tables/index.js';
 import { ConfigError, PosternError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
@@ -274,13 +274,14 @@ export class SmtpdTls {
       }
       throw new ConfigError(pairs[0]?.certFile ?? 'main.cf', 0, `cannot use the TLS configuration: ${opensslReason(err)}`);
     }
-    const sniTables = p.tls_server_sni_maps.map((spec) => openTable(spec));
+    const sniTables: Table[] = p.tls_server_sni_maps.map((spec) => openTable(spec));
+    for (const t of sniTables) for (const w of t.warnings) this.log.warning(w);
     const files = [
       ...this.chainFiles,
       ...this.certPairs.flat(),
       ...(p.smtpd_tls_CAfile !== '' ? [p.smtpd_tls_CAfile] : []),
       ...(p.smtpd_tls_CApath !== '' ? [path.join(p.smtpd_tls_CApath, '*')] : []),
-      ...p.tls_server_sni_maps.map(tableFile).filter((f): f is string => f !== null),
+      ...sniTables.flatMap((t) => (t.path !== undefined ? [t.path] : [])),
     ];
     return { context, base, sniTables, sniContexts: new Map(), files };
   }
@@ -578,6 +579,14 @@ function ignore(): void {}
 
 /** Key/certificate match, checked per pair so the message names the files. */
 function checkPair(pair: KeyChain): void {
+  let matches: boolean;
+  try {
+    // OpenSSL only compares a key with a certificate of the same algorithm; check explicitly.
+    matches = new crypto.X509Certificate(pair.certs[0]!).checkPrivateKey(crypto.createPrivateKey(pair.key));
+  } catch (err) {
+    throw new ConfigError(pair.certFile, 0, `cannot use the certificate with the private key in ${pair.keyFile}: ${opensslReason(err)}`);
+  }
+  if (!matches) throw new ConfigError(pair.certFile, 0, `the certificate does not match the private key in ${pair.keyFile}`);
   try {
     tls.createSecureContext({ key: pair.key, cert: pair.certs.join('') });
   } catch (err) {
@@ -593,12 +602,6 @@ function opensslReason(err: unknown): string {
   const e = err as { reason?: unknown; message?: unknown };
   if (typeof e.reason === 'string' && e.reason !== '') return e.reason;
   return String(e.message ?? err).trim();
-}
-
-/** The files a table spec reads (`texthash:/etc/postfix/sni` ⇒ `/etc/postfix/sni`). */
-function tableFile(spec: string): string | null {
-  const m = /^(texthash|hash|btree|lmdb|cdb|dbm|sdbm|regexp|pcre|cidr):(\/.*)$/.exec(spec);
-  return m ? m[2]! : null;
 }
 
 function lookupSni(tables: readonly LookupTable[], name: string): string | undefined {
