@@ -77,3 +77,9 @@ test('codes: constants carry the RFC values', () => {
   assert.equal(codes.E_BAD_SENDER_SYNTAX, '5.1.7');
   assert.equal(codes.E_BAD_RECIPIENT_SYNTAX, '5.1.3');
 });
+
+test('reply: formatReply cleans a hand-built Reply too', () => {
+  const r = { code: 250, enhanced: null, lines: ['ok\r\n250 injected'] };
+  assert.equal(formatReply(r), '250-ok\r\n250 250 injected\r\n');
+  assert.equal(formatReply({ code: 250, enhanced: '2.0.0', lines: [] }), '250 2.0.0\r\n');
+});

@@ -58,8 +58,8 @@ export function reply(code: number, enhanced: string | null, ...lines: string[])
 
 /** The reply's lines as sent, without CRLF: "250-2.0.0 first", ..., "250 2.0.0 last". */
 export function replyLines(r: Reply): string[] {
-  const n = r.lines.length;
-  const lines = n === 0 ? [''] : r.lines;
+  // Cleaned again: a Reply may be an object literal that did not come from reply().
+  const lines = cleanLines(r.lines);
   return lines.map((text, i) => {
     const sep = i < lines.length - 1 ? '-' : ' ';
     let s = String(r.code) + sep;
