@@ -101,6 +101,26 @@ export async function main(args: string[], ctx: CliContext): Promise<number> {
     }
   }
   const load = (): Promise<Config> => loadConfig({ configDir, env: ctx.env });
+  // A SIGHUP while starting (systemctl reload right after start) must not kill the process (its
+  // default action): remember it and reload once the master runs.
+  const starting: StartingHup = { seen: false, handler: () => {} };
+  starting.handler = () => {
+    starting.seen = true;
+  };
+  process.on('SIGHUP', starting.handler);
+  try {
+    return await serve(ctx, load, varDir, starting);
+  } finally {
+    process.removeListener('SIGHUP', starting.handler);
+  }
+}
+
+interface StartingHup {
+  seen: boolean;
+  handler: () => void;
+}
+
+async function serve(ctx: CliContext, load: () => Promise<Config>, varDir: string | null, starting: StartingHup): Promise<number> {
 
   let config: Config;
   try {
@@ -163,6 +183,8 @@ export async function main(args: string[], ctx: CliContext): Promise<number> {
         });
     };
     process.on('SIGHUP', onHup);
+    process.removeListener('SIGHUP', starting.handler);
+    if (starting.seen) onHup();
     process.on('SIGTERM', onStop);
     process.on('SIGINT', onStop);
   });
