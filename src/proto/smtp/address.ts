@@ -152,34 +152,27 @@ export function isIPv4Literal(s: string): boolean {
 
 /**
  * RFC 5321 4.1.3 IPv6-addr: IPv6-full, IPv6-comp ("::" plus at most 6 groups), IPv6v4-full and
- * IPv6v4-comp ("::" plus at most 4 groups before the IPv4 part). No zone id.
+ * IPv6v4-comp ("::" plus at most 4 groups before the IPv4 part). No zone id. Also used for
+ * the IPv4 tail: isIPv4Literal() (Postfix refuses 0.x.y.z there too).
  */
 export function isIPv6Literal(s: string): boolean {
-  let body = s;
-  let groups = 8;
-  const lastColon = s.lastIndexOf(':');
-  if (lastColon < 0) return false;
-  const tail = s.slice(lastColon + 1);
-  if (tail.includes('.')) {
-    if (!isIPv4Literal(tail)) return false;
-    body = s.slice(0, lastColon + 1) + 'v4';
-    groups = 7; // the IPv4 part stands in for two groups: count it as one placeholder
-  }
-  const parts = body.split('::');
-  if (parts.length > 2) return false;
-  const hex = /^(?:[0-9A-Fa-f]{1,4}|v4)$/;
+  const groups = s.split('::');
+  if (groups.length > 2) return false;
+  const hex = /^[0-9A-Fa-f]{1,4}$/;
   const split = (x: string): string[] => (x === '' ? [] : x.split(':'));
-  if (parts.length === 2) {
-    const l = split(parts[0]!);
-    const r = split(parts[1]!);
-    const all = [...l, ...r];
-    if (!all.every((g) => hex.test(g)) || all.slice(0, -1).includes('v4')) return false;
-    if (groups === 7 && r[r.length - 1] !== 'v4') return false;
-    return all.length <= groups - 2;
+  const all = groups.flatMap(split);
+  // IPv6v4: the last group is a dotted quad and stands for two 16-bit groups.
+  const last = all[all.length - 1] ?? '';
+  const v4 = last.includes('.');
+  if (v4 && !isIPv4Literal(last)) return false;
+  if (!(v4 ? all.slice(0, -1) : all).every((g) => hex.test(g))) return false;
+  const count = all.length + (v4 ? 1 : 0);
+  if (groups.length === 2) {
+    // An IPv4 part must end the address: "1.2.3.4::" is not an address.
+    if (v4 && groups[1] === '') return false;
+    return count <= 6; // "::" stands for at least two zero groups (RFC 5321 4.1.3)
   }
-  const all = split(body);
-  if (!all.every((g) => hex.test(g)) || all.slice(0, -1).includes('v4')) return false;
-  return all.length === groups;
+  return count === 8;
 }
 
 /** Postfix valid_hostname(): ASCII letters/digits/'_', inner '-', labels <= 63, total <= 255, not all-numeric. */
