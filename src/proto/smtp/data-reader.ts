@@ -16,7 +16,7 @@
  *   normalize (3.9 default) — accept bare-LF lines, treat them as CRLF, require CRLF.CRLF;
  *   note                    — as normalize, and the session logs "notes=bare_lf" on disconnect;
  *   yes                     — compatibility alias for normalize (3.9; in 3.7.9/3.8.4 "yes"
- *                             meant reject, before "reject" existed);
+ *                             meant "reply Error: bare <LF> received and disconnect");
  *   reject                  — as normalize, but the session replies
  *                             "<smtpd_forbid_bare_newline_reject_code> 5.5.2 <myhostname> Error:
  *                             bare <LF> received" once data ends (see bareLfReply());
