@@ -143,6 +143,12 @@ export const PARAMS = {
   prepend_delivered_header: list('command, file, forward', 'local', 'Where local delivery adds Delivered-To: (command, file, forward).'),
   command_time_limit: time('1000s', 'local', 'Time limit for delivery to a command.', 's', { min: 1 }),
   biff: bool('yes', 'local', 'Notify the biff service of new mail.'),
+  deliver_lock_attempts: int('20', 'local', 'Attempts to acquire an exclusive mailbox lock (dotlock) before deferring.', { min: 1 }),
+  deliver_lock_delay: time('1s', 'local', 'Time between attempts to acquire a mailbox lock.', 's', { min: 1 }),
+  stale_lock_time: time('500s', 'local', 'Age after which a dotlock file is considered stale and removed.', 's', { min: 1 }),
+  strict_mailbox_ownership: bool('yes', 'local', 'Defer delivery when a mailbox file is not owned by its recipient.'),
+  command_expansion_filter: str('1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ', 'local', 'Characters allowed in values local(8) exports to commands; others become underscores.'),
+  export_environment: list('TZ MAIL_CONFIG LANG', 'local', 'Environment variables local(8) passes to external commands.'),
   local_destination_concurrency_limit: int('2', 'qmgr', 'Parallel deliveries per recipient for the local transport.'),
   local_destination_recipient_limit: int('1', 'qmgr', 'Recipients per delivery for the local transport.'),
 
@@ -233,8 +239,8 @@ export const PARAMS = {
   // smtpd: protocol
   smtpd_banner: str('$myhostname ESMTP $mail_name', 'smtpd', 'The text after 220 in the greeting.'),
   smtpd_discard_ehlo_keywords: list('', 'smtpd', 'EHLO keywords not to announce (and refuse), e.g. silent-discard, dsn, pipelining.'),
-  smtpd_forbid_unauth_pipelining: bool('yes', 'smtpd', 'Disconnect clients that pipeline commands before EHLO announced PIPELINING (Postfix 3.9 default yes).'),
-  smtpd_forbid_bare_newline: oneOf(['normalize', 'yes', 'no'] as const, 'normalize', 'smtpd', 'What to do with a line ending in bare LF: normalize (3.9 default), yes (reject), no.'),
+  smtpd_forbid_unauth_pipelining: bool('yes', 'smtpd', 'Disconnect clients that send commands ahead of replies when PIPELINING is not in effect (RFC 2920; Postfix 3.9 default yes).'),
+  smtpd_forbid_bare_newline: oneOf(['normalize', 'note', 'yes', 'reject', 'no'] as const, 'normalize', 'smtpd', 'Bare-LF line endings (Postfix 3.9): normalize (default; yes is an alias), note (normalize and log notes=bare_lf), reject, or no.'),
   smtpd_forbid_bare_newline_exclusions: list('$mynetworks', 'smtpd', 'Clients exempt from smtpd_forbid_bare_newline.'),
   smtpd_forbid_bare_newline_reject_code: int('550', 'smtpd', 'Reply code when smtpd_forbid_bare_newline rejects.'),
   smtpd_forbidden_commands: list('CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}', 'smtpd', 'Commands that make smtpd disconnect immediately (HTTP requests on port 25).'),
