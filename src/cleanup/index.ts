@@ -80,6 +80,8 @@ export interface CleanupTxn {
   write(chunk: Buffer): boolean;
   /** Resolves when the content written so far has reached the file (or failed). */
   drain(): Promise<void>;
+  /** Content bytes accepted by write() but not yet written to the file. */
+  readonly pendingBytes: number;
   /**
    * Envelope, then write + fdatasync the file, rename it into place, fsync incoming/ (group
    * commit across transactions). Resolves only when durable. Throws ReplyError 451 4.3.0 on any
@@ -239,6 +241,10 @@ class Txn implements CleanupTxn {
 
   drain(): Promise<void> {
     return this.writer.drain();
+  }
+
+  get pendingBytes(): number {
+    return this.writer.pendingBytes;
   }
 
   commit(input: CleanupInput): Promise<CleanupResult> {
