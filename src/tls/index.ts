@@ -20,7 +20,20 @@
  */
 export { type CipherGrade, type CipherPolicy, cipherBits, cipherList, smtpdCipherPolicy } from './ciphers.js';
 export { type SmtpdTlsLevel, smtpdTlsLevel } from './level.js';
-export { tlsLogMask } from './log-level.js';
+export {
+  TLS_LOG_ALLPKTS,
+  TLS_LOG_CACHE,
+  TLS_LOG_CERTMATCH,
+  TLS_LOG_DANE,
+  TLS_LOG_DEBUG,
+  TLS_LOG_NONE,
+  TLS_LOG_PEERCERT,
+  TLS_LOG_SUMMARY,
+  TLS_LOG_TLSPKTS,
+  TLS_LOG_UNTRUSTED,
+  TLS_LOG_VERBOSE,
+  tlsLogMask,
+} from './log-level.js';
 export { type KeyChain, pemBlocks, readCaFile, readCaPath, readCertKey, readChainFiles } from './pem.js';
 export { type ProtocolRange, protocolRange } from './protocols.js';
 export {

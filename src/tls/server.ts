@@ -307,6 +307,10 @@ export class SmtpdTls {
       return Promise.reject(new TlsUnavailableError(this.cipherError));
     }
     if (verbose) log.info(`${namaddr}: TLS cipher list "${this.cipherListText}"`);
+    if (socket.destroyed) {
+      log.info(sslAcceptErrorLines(namaddr, 'eof')[0]!);
+      return Promise.reject(new PosternError('tls-handshake', `TLS handshake with ${namaddr} failed: lost connection`));
+    }
 
     return new Promise<TlsSession>((resolve, reject) => {
       let sni: string | null = null;
@@ -347,7 +351,7 @@ export class SmtpdTls {
           if (line.startsWith('warning: ')) log.warning(line.slice(9));
           else log.info(line);
         }
-        const reason = what === 'timeout' ? 'Connection timed out' : what === 'eof' ? 'lost connection' : (what.message.trim() ?? 'handshake failure');
+        const reason = what === 'timeout' ? 'Connection timed out' : what === 'eof' ? 'lost connection' : what.message.trim() || 'handshake failure';
         reject(new PosternError('tls-handshake', `TLS handshake with ${namaddr} failed: ${reason}`));
       };
       const onError = (err: Error): void => fail(err);
