@@ -14,8 +14,8 @@
  *   myhostname = os.hostname() when it has a dot, else `HOSTNAME.$mydomain` (main.cf's mydomain if
  *   set, else `localdomain`), as Postfix's check_myhostname(); mydomain = myhostname minus its first
  *   label when that leaves a name with a dot, else `localdomain` (check_mydomain()); mynetworks from
- *   mynetworks_style through the hook set by setMynetworksDefault() (src/config/mynetworks.ts),
- *   else the registry's loopback-only fallback.
+ *   mynetworks_style and the host's interface addresses (./mynetworks.ts mynetworksDefault(), for
+ *   the families of inet_protocols), else the registry's loopback-only fallback.
  */
 import { readFile } from 'node:fs/promises';
 import * as os from 'node:os';
@@ -24,11 +24,12 @@ import { ConfigError, PosternError } from '../errors.js';
 import { expand, parseCompatibilityLevel, referencedNames } from './expand.js';
 import { parseMainCf } from './main-cf.js';
 import { inetListen, type MasterEntry, parseMasterCf } from './master-cf.js';
+import { type MynetworksStyle, mynetworksDefault } from './mynetworks.js';
 import { PARAMS } from './params/index.js';
 import { PER_TRANSPORT_SUFFIXES, POSTFIX_37_NAMES } from './params/postfix-names.js';
 import type { ParamSpec } from './params/types.js';
 import type { Config, MasterService, ParamName, Params, Setting } from './types.js';
-import { parseInt32, parseTime, parseValue, ValueError } from './values.js';
+import { parseInt32, parseTime, parseValue, splitList, ValueError } from './values.js';
 
 export type { Config, MasterService, ParamName, Params, Setting } from './types.js';
 
@@ -49,15 +50,16 @@ export interface HostFacts {
   readonly hostname: string;
 }
 
-type MynetworksDefault = (style: 'host' | 'subnet' | 'class') => string;
-let mynetworksHook: MynetworksDefault | null = null;
+type MynetworksDefault = (style: MynetworksStyle, inetProtocols: readonly string[]) => string;
+let mynetworksHook: MynetworksDefault = (style, inetProtocols) => mynetworksDefault(style, undefined, inetProtocols);
 
 /**
- * Install the function that computes mynetworks' default from mynetworks_style and the host's
- * addresses (postconf(5) "mynetworks"); src/config/mynetworks.ts provides it.
+ * Replace the function that computes mynetworks' default from mynetworks_style and the host's
+ * addresses (postconf(5) "mynetworks"; default: ./mynetworks.ts on this host's interfaces). For
+ * tests that need a fixed host; null restores the default.
  */
 export function setMynetworksDefault(fn: MynetworksDefault | null): void {
-  mynetworksHook = fn;
+  mynetworksHook = fn ?? ((style, inetProtocols) => mynetworksDefault(style, undefined, inetProtocols));
 }
 
 /** Where a raw value came from, for error messages. */
@@ -113,9 +115,13 @@ function hostDefault(name: 'myhostname' | 'mydomain' | 'mynetworks', layer: Laye
     const rest = dot < 0 ? '' : hn.slice(dot + 1);
     return rest.includes('.') ? rest : 'localdomain';
   }
-  if (mynetworksHook === null) return SPECS.mynetworks.default;
   const style = safe(() => expand(rawOf('mynetworks_style', layer, guard) ?? '', ctx), 'host');
-  return mynetworksHook(style === 'subnet' || style === 'class' ? style : 'host');
+  const protocols = splitList(safe(() => expand(rawOf('inet_protocols', layer, guard) ?? '', ctx), 'all'));
+  try {
+    return mynetworksHook(style === 'subnet' || style === 'class' ? style : 'host', protocols);
+  } catch {
+    return SPECS.mynetworks.default; // no usable interface data: loopback only
+  }
 }
 
 /** The raw value in effect: -o override, then main.cf, then the default. */

@@ -44,7 +44,7 @@ test('values: every bad value gets its message', () => {
     ['message_size_limit', '-5', 'invalid message_size_limit value "-5": expected a number of bytes (no unit)'],
     ['smtp_address_preference', 'ipv5', 'invalid smtp_address_preference value "ipv5": expected ipv6, ipv4 or any'],
     ['inet_protocols', 'ipv4, ipx', 'invalid inet_protocols value "ipx": expected all, ipv4 or ipv6'],
-    ['smtpd_forbid_bare_newline', 'maybe', 'invalid smtpd_forbid_bare_newline value "maybe": expected normalize, yes or no'],
+    ['smtpd_forbid_bare_newline', 'maybe', 'invalid smtpd_forbid_bare_newline value "maybe": expected normalize, note, yes, reject or no'],
     ['alias_maps', 'hash:/etc/aliases /etc/aliases2', 'invalid alias_maps value "/etc/aliases2": expected type:table (for example texthash:/etc/postfix/file)'],
     ['notify_classes', 'resource, bogus', 'invalid notify_classes value "bogus": expected bounce, 2bounce, data, delay, policy, protocol, resource or software'],
   ];
@@ -60,4 +60,6 @@ test('values: enums accept their values; cipher grades ignore case; smtpd maps v
   assert.equal(parseValue('smtpd_tls_security_level', PARAMS.smtpd_tls_security_level, 'verify', (t) => w.push(t)), 'encrypt');
   assert.deepEqual(w, ['smtpd_tls_security_level: unsupported TLS level "verify", using "encrypt"']);
   assert.equal(choices(['', 'a']), 'a');
+  assert.equal(parseValue('smtpd_forbid_bare_newline', PARAMS.smtpd_forbid_bare_newline, 'yes'), 'normalize');
+  assert.equal(parseValue('smtpd_forbid_bare_newline', PARAMS.smtpd_forbid_bare_newline, 'Reject'), 'reject');
 });

@@ -90,8 +90,8 @@ export function parseSize(name: string, text: string, min?: number, max?: number
   return n;
 }
 
-/** Cipher grades are matched case-insensitively by Postfix (tls_misc.c). */
-const CASE_INSENSITIVE_ENUMS = new Set(['smtpd_tls_ciphers', 'smtpd_tls_mandatory_ciphers', 'smtp_tls_ciphers', 'smtp_tls_mandatory_ciphers']);
+/** Matched case-insensitively by Postfix: cipher grades (tls_misc.c), smtpd_forbid_bare_newline (postconf(5)). */
+const CASE_INSENSITIVE_ENUMS = new Set(['smtpd_tls_ciphers', 'smtpd_tls_mandatory_ciphers', 'smtp_tls_ciphers', 'smtp_tls_mandatory_ciphers', 'smtpd_forbid_bare_newline']);
 
 /** Element checks for list parameters whose words come from a fixed set. */
 const LIST_WORDS: Readonly<Record<string, readonly string[]>> = {
@@ -144,10 +144,12 @@ export function parseValue(name: string, spec: ParamSpec<unknown>, text: string,
 }
 
 function parseEnum(name: string, values: readonly string[], text: string, warn: (text: string) => void): string {
+  // postconf(5): "yes" is a compatibility alias for "normalize".
+  if (name === 'smtpd_forbid_bare_newline' && text === 'yes') return 'normalize';
   if (values.includes(text)) return text;
   if (CASE_INSENSITIVE_ENUMS.has(name)) {
     const lower = text.toLowerCase();
-    if (values.includes(lower)) return lower;
+    if (values.includes(lower)) return name === 'smtpd_forbid_bare_newline' && lower === 'yes' ? 'normalize' : lower;
   }
   // smtpd.c: the server has no use for peer-matching levels and treats them as encrypt.
   if (name === 'smtpd_tls_security_level' && ['fingerprint', 'verify', 'secure'].includes(text)) {
