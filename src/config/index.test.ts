@@ -142,7 +142,7 @@ test('config: a bad -o override is fatal and names master.cf and its line', asyn
   const master = '# services\nsmtp inet n - n - - smtpd\nsubmission inet n - n - - smtpd\n  -o smtpd_tls_security_level=maybe\n';
   await withDir({ 'main.cf': 'biff = no\n', 'master.cf': master }, async (dir) => {
     await assert.rejects(loadConfig({ configDir: dir, host: HOST }), {
-      message: `${join(dir, 'master.cf')}, line 3: invalid smtpd_tls_security_level value "maybe": expected none, may or encrypt`,
+      message: `${join(dir, 'master.cf')}, line 4: invalid smtpd_tls_security_level value "maybe": expected none, may or encrypt`,
     });
   });
 });

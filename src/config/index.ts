@@ -309,7 +309,7 @@ export async function loadConfig(opts: LoadOptions): Promise<Config> {
     const layerOverrides = new Map(fixed);
     for (const o of e.overrides) {
       overrides.set(o.name, o.value);
-      const s: Setting = { name: o.name, value: o.value, file: e.file, line: e.line };
+      const s: Setting = { name: o.name, value: o.value, file: e.file, line: o.line };
       layerOverrides.set(o.name, s);
       const w = unusedWarning(s, entries, refs);
       if (w !== null) warnings.push(w);

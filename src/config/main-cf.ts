@@ -18,10 +18,19 @@ export interface MainCf {
   readonly warnings: readonly string[];
 }
 
-interface LogicalLine {
+export interface LogicalLine {
   readonly text: string;
   /** First physical line, 1-based. */
   readonly line: number;
+  /** Where each physical line's text starts in `text`: [offset, line number], ascending. */
+  readonly parts: readonly (readonly [number, number])[];
+}
+
+/** The physical line holding character `offset` of a logical line. */
+export function lineAt(ll: LogicalLine, offset: number): number {
+  let line = ll.line;
+  for (const [start, n] of ll.parts) if (start <= offset) line = n;
+  return line;
 }
 
 const BLANK = /^[ \t\r\n\f\v]*$/;
@@ -40,7 +49,7 @@ function isCommentOrBlank(l: string): boolean {
 /** Logical lines of a Postfix configuration file (main.cf and master.cf share this). */
 export function logicalLines(text: string, file: string, warnings: string[]): LogicalLine[] {
   const out: LogicalLine[] = [];
-  let cur: { text: string; line: number } | null = null;
+  let cur: { text: string; line: number; parts: [number, number][] } | null = null;
   const flush = (): void => {
     if (cur === null) return;
     if (isSpace(cur.text[0])) {
@@ -53,11 +62,12 @@ export function logicalLines(text: string, file: string, warnings: string[]): Lo
     if (l.includes('\0')) warnings.push(`${file}, line ${i + 1}: text after null byte may be ignored`);
     if (isCommentOrBlank(l)) return;
     if (isSpace(l[0]) && cur !== null) {
+      cur.parts.push([cur.text.length, i + 1]);
       cur.text += l;
       return;
     }
     flush();
-    cur = { text: l, line: i + 1 };
+    cur = { text: l, line: i + 1, parts: [[0, i + 1]] };
   });
   flush();
   return out;

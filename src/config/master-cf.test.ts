@@ -25,9 +25,9 @@ test('master.cf: fields, -o overrides in every spelling, continuation lines', ()
   assert.equal(smtp.command, 'smtpd');
   assert.equal(sub.line, 2);
   assert.deepEqual(sub.overrides, [
-    { name: 'syslog_name', value: 'postfix/submission' },
-    { name: 'smtpd_tls_security_level', value: 'encrypt' },
-    { name: 'smtpd_client_restrictions', value: 'permit_sasl_authenticated, reject' },
+    { name: 'syslog_name', value: 'postfix/submission', line: 3 },
+    { name: 'smtpd_tls_security_level', value: 'encrypt', line: 4 },
+    { name: 'smtpd_client_restrictions', value: 'permit_sasl_authenticated, reject', line: 5 },
   ]);
   assert.deepEqual(sub.args, ['-v']);
   assert.deepEqual(dove.args, ['flags=DRhu', 'user=vmail', 'argv=/usr/lib/dovecot/deliver', '-d', '${recipient}', 'a b']);
@@ -41,6 +41,7 @@ test('master.cf: malformed entries name the file and line', () => {
     ['smtp inet n - y 1x - smtpd', /line 1: invalid wakeup field "1x"/],
     ['smtp inet n - y - many smtpd', /line 1: invalid maxproc field "many"/],
     ['# c\nsmtp inet n - y - - smtpd -o', /line 2: option -o requires/],
+    ['smtp inet n - y - - smtpd\n  -o a=b\n  -o { c }', /line 3: -o c: missing '=' after attribute name/],
     ['smtp inet n - y - - smtpd -o novalue', /line 1: -o novalue: missing '=' after attribute name/],
   ];
   for (const [text, re] of bad) assert.throws(() => parseMasterCf(text, F), (e: unknown) => e instanceof ConfigError && re.test(e.message), text);

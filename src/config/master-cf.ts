@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.js';
-import { logicalLines, splitNameValue } from './main-cf.js';
+import { type LogicalLine, lineAt, logicalLines, splitNameValue } from './main-cf.js';
 import type { ServiceType } from './types.js';
 import { splitList } from './values.js';
 
@@ -26,8 +26,8 @@ export interface MasterEntry {
   readonly argv: readonly string[];
   /** Arguments other than `-o name=value` pairs. */
   readonly args: readonly string[];
-  /** `-o` overrides in order; a later one for the same name wins. */
-  readonly overrides: readonly { readonly name: string; readonly value: string }[];
+  /** `-o` overrides in order (with the physical line of each); a later one for the same name wins. */
+  readonly overrides: readonly { readonly name: string; readonly value: string; readonly line: number }[];
   readonly file: string;
   readonly line: number;
 }
@@ -41,8 +41,27 @@ function unbrace(text: string, file: string, line: number): string {
   return text.slice(1, -1).trim();
 }
 
-function parseEntry(text: string, file: string, line: number): MasterEntry {
+/** Offsets of the blank-separated fields of `text` (as splitList(text, BLANKS) cuts them). */
+function fieldOffsets(text: string): number[] {
+  const out: number[] = [];
+  let level = 0;
+  let inField = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    const blank = level === 0 && BLANKS.includes(c);
+    if (!blank && !inField) out.push(i);
+    inField = !blank;
+    if (c === '{') level++;
+    else if (c === '}' && level > 0) level--;
+  }
+  return out;
+}
+
+function parseEntry(ll: LogicalLine, file: string): MasterEntry {
+  const { text, line } = ll;
   const argv = splitList(text, BLANKS);
+  const offsets = fieldOffsets(text);
+  const lineOf = (k: number): number => lineAt(ll, offsets[k] ?? 0);
   if (argv.length < 8) throw new ConfigError(file, line, `bad field count: "${text}"`);
   const [name, type, priv, unpriv, chroot, wakeup, maxproc, command] = argv;
   if (!(TYPES as readonly string[]).includes(type)) throw new ConfigError(file, line, `invalid type field "${type}" in "${text}"; expected inet, unix, unix-dgram, fifo or pass`);
@@ -60,7 +79,7 @@ function parseEntry(text: string, file: string, line: number): MasterEntry {
   const rest = argv.slice(8);
   const norm: string[] = [];
   const args: string[] = [];
-  const overrides: { name: string; value: string }[] = [];
+  const overrides: { name: string; value: string; line: number }[] = [];
   let i = 0;
   // Daemon options first (postconf_master.c pcf_normalize_daemon_args()).
   for (; i < rest.length; i++) {
@@ -72,14 +91,15 @@ function parseEntry(text: string, file: string, line: number): MasterEntry {
       continue;
     }
     let value: string;
+    const at = lineOf(8 + i);
     if (a.length > 2) value = a.slice(2);
     else if (i + 1 < rest.length) value = rest[++i];
-    else throw new ConfigError(file, line, `option -o requires a name=value argument`);
-    if (value.startsWith('{')) value = unbrace(value, file, line);
+    else throw new ConfigError(file, at, `option -o requires a name=value argument`);
+    if (value.startsWith('{')) value = unbrace(value, file, at);
     const nv = splitNameValue(value);
-    if ('error' in nv) throw new ConfigError(file, line, `-o ${value}: ${nv.error}`);
+    if ('error' in nv) throw new ConfigError(file, at, `-o ${value}: ${nv.error}`);
     norm.push('-o', `${nv.name}=${nv.value}`);
-    overrides.push({ name: nv.name, value: nv.value });
+    overrides.push({ name: nv.name, value: nv.value, line: at });
   }
   for (; i < rest.length; i++) {
     const a = rest[i].startsWith('{') ? unbrace(rest[i], file, line) : rest[i];
@@ -101,7 +121,7 @@ function parseEntry(text: string, file: string, line: number): MasterEntry {
 
 /** Parse master.cf text; ConfigError names the file and line of a malformed entry. */
 export function parseMasterCf(text: string, file: string, warnings: string[] = []): MasterEntry[] {
-  return logicalLines(text, file, warnings).map((ll) => parseEntry(ll.text, file, ll.line));
+  return logicalLines(text, file, warnings).map((ll) => parseEntry(ll, file));
 }
 
 /** `postconf -M` output for one entry (postconf_master.c column layout, no folding). */
