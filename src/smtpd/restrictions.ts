@@ -1,0 +1,793 @@
+/**
+ * smtpd access restrictions (Postfix smtpd_check.c, SMTPD_ACCESS_README): the lists
+ * smtpd_client_restrictions, smtpd_helo_restrictions, smtpd_sender_restrictions,
+ * smtpd_relay_restrictions, smtpd_recipient_restrictions, smtpd_data_restrictions,
+ * smtpd_etrn_restrictions, evaluated left to right, first permit/reject wins, with
+ * smtpd_delay_reject (client/helo/sender restrictions are applied at RCPT TO), restriction classes,
+ * access tables (access(5) actions), warn_if_reject, defer_if_permit/defer_if_reject, and the
+ * implicit reject_unlisted_recipient.
+ *
+ * Every reject is logged as Postfix's log_whatsup():
+ *   `NOQUEUE: reject: RCPT from host[addr]: 554 5.7.1 <r>: Relay access denied; from=<s> to=<r> proto=ESMTP helo=<h>`
+ * (fail2ban's postfix filter and pflogsumm parse it).
+ *
+ * At start, `Policy` refuses a configuration whose relay and recipient restrictions would make an
+ * open relay, with Postfix's fatal text.
+ */
+import * as net from 'node:net';
+import type { Params } from '../config/types.js';
+import { type AccessOptions, accessLookup, type LookupTable, openTable } from '../config/tables/index.js';
+import { buildMynetworks, type NetworkMatcher } from '../config/mynetworks.js';
+import { PosternError } from '../errors.js';
+import { type Reply, reply } from '../proto/smtp/reply.js';
+import type { AddressResolver } from './address-class.js';
+import { type Peer, type Resolver, validHostname } from './peer.js';
+
+/** What a restriction may look at: the session's facts. */
+export interface CheckSubject {
+  readonly peer: Peer;
+  readonly helo: string | null;
+  readonly sender: string | null;
+  readonly recipient: string | null;
+  readonly protocol: string;
+  readonly where: string;
+  readonly queueId: string | null;
+  readonly rcptCount: number;
+  readonly tls: { readonly trusted: boolean; readonly peerCert: boolean } | null;
+  readonly saslUsername: string | null;
+  readonly illegalPipelining: boolean;
+  readonly smtputf8: boolean;
+  /** defer_if_permit carried from earlier stages (Postfix defer_if_permit_client/helo/sender). */
+  readonly deferFlags: DeferFlags;
+  /** Log one line as this session. */
+  info(text: string): void;
+  warning(text: string): void;
+}
+
+export interface DeferFlags {
+  client: Deferral | null;
+  helo: Deferral | null;
+  sender: Deferral | null;
+}
+
+interface Deferral {
+  readonly code: number;
+  readonly dsn: string;
+  readonly text: string;
+}
+
+/** One restriction list parsed: names, with table specs opened once. */
+type Restrictions = readonly string[];
+
+type Status = 'dunno' | 'ok' | 'reject';
+
+/** Long jump out of a restriction evaluation (Postfix reject_server_error/reject_dict_retry). */
+class Abort extends Error {
+  constructor(readonly status: Status) {
+    super('restriction evaluation aborted');
+  }
+}
+
+class Evaluation {
+  recursion = 0;
+  warnIfReject = 0;
+  deferIfReject: Deferral | null = null;
+  deferIfPermit: Deferral | null = null;
+  reply: Reply | null = null;
+  recipientMapChecked = false;
+  senderMapChecked = false;
+  constructor(readonly s: CheckSubject) {}
+}
+
+const NAME_CLIENT = 'Client host';
+const NAME_HELO = 'Helo command';
+const NAME_SENDER = 'Sender address';
+const NAME_RECIPIENT = 'Recipient address';
+const NAME_ETRN = 'Etrn command';
+const NAME_DATA = 'Data command';
+
+const CHECK_CLIENT_ACL = 'check_client_access';
+const CHECK_HELO_ACL = 'check_helo_access';
+const CHECK_SENDER_ACL = 'check_sender_access';
+const CHECK_RECIP_ACL = 'check_recipient_access';
+const CHECK_ETRN_ACL = 'check_etrn_access';
+
+/** Restrictions that make relay control safe (smtpd_check.c rcpt_required). */
+const RELAY_REQUIRED = ['reject_unauth_destination', 'defer_unauth_destination', 'reject', 'defer', 'defer_if_permit', 'check_relay_domains'];
+
+/** Postfix smtpd_dsn_fix(): address DSN codes are adjusted to what is being rejected. */
+function dsnFix(status: string, replyClass: string): string {
+  if (!/^\d\.1\.\d+$/.test(status)) return status;
+  const micro = status.slice(4);
+  const map: Record<string, [string, string]> = {
+    '1': ['4.1.0', '4.1.1'],
+    '2': ['4.1.8', '4.1.2'],
+    '3': ['4.1.7', '4.1.3'],
+    '4': ['4.1.0', '4.1.4'],
+    '5': ['4.1.0', '4.1.5'],
+    '6': ['4.1.0', '4.1.6'],
+    '7': ['4.1.7', '4.1.3'],
+    '8': ['4.1.8', '4.1.2'],
+  };
+  const [snd, rcpt] = map[micro] ?? ['4.1.0', '4.1.0'];
+  if (replyClass === NAME_SENDER) return status[0] + snd.slice(1);
+  if (replyClass === NAME_RECIPIENT) return status[0] + rcpt.slice(1);
+  return `${status[0]}.0.0`;
+}
+
+/** Postfix dsn_split(): optional leading `X.Y.Z ` in access-table text. */
+function dsnSplit(def: string, text: string): { dsn: string; text: string } {
+  const m = /^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)(.*)$/s.exec(text);
+  if (m) return { dsn: m[1]!, text: m[2]! };
+  return { dsn: def, text };
+}
+
+function splitList(value: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let depth = 0;
+  for (const ch of value) {
+    if (ch === '{') depth++;
+    if (ch === '}') depth = Math.max(0, depth - 1);
+    if (depth === 0 && /[\s,]/.test(ch)) {
+      if (cur) out.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  if (cur) out.push(cur);
+  return out;
+}
+
+export interface PolicyOptions {
+  readonly params: Params;
+  readonly addresses: AddressResolver;
+  readonly resolver: Resolver;
+  /** Process-level warnings (unavailable tables, unknown restrictions at start). */
+  readonly warn: (text: string) => void;
+}
+
+export class Policy {
+  private readonly params: Params;
+  private readonly addresses: AddressResolver;
+  private readonly resolver: Resolver;
+  private readonly tables = new Map<string, LookupTable | null>();
+  private readonly classes = new Map<string, Restrictions>();
+  private readonly mynetworks: NetworkMatcher;
+  readonly client: Restrictions;
+  readonly helo: Restrictions;
+  readonly sender: Restrictions;
+  readonly relay: Restrictions;
+  readonly recipient: Restrictions;
+  readonly data: Restrictions;
+  readonly etrn: Restrictions;
+  private readonly accessOptions: AccessOptions;
+
+  constructor(o: PolicyOptions) {
+    this.params = o.params;
+    this.addresses = o.addresses;
+    this.resolver = o.resolver;
+    this.mynetworks = buildMynetworks(o.params);
+    this.accessOptions = {
+      parentDomainMatchesSubdomains: o.params.parent_domain_matches_subdomains.map((s) => s.toLowerCase()).includes('smtpd_access_maps'),
+      recipientDelimiter: o.params.recipient_delimiter,
+      doubleBounceSender: o.params.double_bounce_sender,
+    };
+    const parse = (list: readonly string[]): Restrictions => {
+      const out = list.flatMap((v) => splitList(v));
+      for (let i = 0; i < out.length; i++) {
+        const name = out[i]!;
+        if (name.includes(':') && !this.tables.has(name)) this.openAccessTable(name, o.warn);
+      }
+      return Object.freeze(out);
+    };
+    this.client = parse(o.params.smtpd_client_restrictions);
+    this.helo = parse(o.params.smtpd_helo_restrictions);
+    this.sender = parse(o.params.smtpd_sender_restrictions);
+    this.relay = parse(o.params.smtpd_relay_restrictions);
+    this.recipient = parse(o.params.smtpd_recipient_restrictions);
+    this.data = parse(o.params.smtpd_data_restrictions);
+    this.etrn = parse(o.params.smtpd_etrn_restrictions);
+    const settings = o.params as unknown as Record<string, unknown>;
+    for (const name of o.params.smtpd_restriction_classes.flatMap((v) => splitList(v))) {
+      const value = settings[name];
+      const text = Array.isArray(value) ? value.join(' ') : typeof value === 'string' ? value : '';
+      if (text.trim() === '') throw new PosternError('config', `restriction class \`${name}' needs a definition`);
+      this.classes.set(name, parse([text]));
+    }
+    // People screw up the relay restrictions too often (smtpd_check.c): refuse an open relay.
+    if (!this.hasRequired(this.recipient) && !this.hasRequired(this.relay)) {
+      throw new PosternError(
+        'config',
+        `in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: ${RELAY_REQUIRED.slice(0, -1).join(', ')} or ${RELAY_REQUIRED[RELAY_REQUIRED.length - 1]}`,
+      );
+    }
+  }
+
+  private openAccessTable(spec: string, warn: (t: string) => void): void {
+    try {
+      this.tables.set(spec, openTable(spec));
+    } catch (e) {
+      warn(`${spec}: table unavailable: ${(e as Error).message}`);
+      this.tables.set(spec, null);
+    }
+  }
+
+  private hasRequired(list: Restrictions, depth = 0): boolean {
+    if (depth > 100) return false;
+    for (let i = 0; i < list.length; i++) {
+      const r = list[i]!.toLowerCase();
+      if (r === 'warn_if_reject' && i + 1 < list.length) {
+        i++;
+        continue;
+      }
+      if (r === 'permit') return false;
+      if (RELAY_REQUIRED.includes(r)) return true;
+      const cls = this.classes.get(list[i]!);
+      if (cls !== undefined && this.hasRequired(cls, depth + 1)) return true;
+    }
+    return false;
+  }
+
+  // --- reply and logging ----------------------------------------------------------------------
+
+  /** Postfix log_whatsup(). */
+  static whatsup(s: CheckSubject, what: string, text: string, o: { sender?: string | null; recipient?: string | null } = {}): string {
+    const sender = o.sender !== undefined ? o.sender : s.sender;
+    const recipient = o.recipient !== undefined ? o.recipient : s.recipient;
+    let line = `${s.queueId ?? 'NOQUEUE'}: ${what}: ${s.where} from ${s.peer.namaddr}: ${text};`;
+    if (sender !== null) line += ` from=<${sender}>`;
+    if (recipient !== null) line += ` to=<${recipient}>`;
+    if (s.protocol) line += ` proto=${s.protocol}`;
+    if (s.helo !== null) line += ` helo=<${s.helo}>`;
+    return line;
+  }
+
+  /** Postfix smtpd_check_reject(). */
+  private reject(ev: Evaluation, code: number, dsn: string, text: string): Status {
+    const warnOnly = ev.warnIfReject > 0;
+    let c = code;
+    let d = dsn;
+    if (c < 400 || c > 599) {
+      ev.s.warning(`SMTP reply code configuration error: ${c} ${d} ${text}`);
+      c = 450;
+      d = '4.7.1';
+      text = 'Service unavailable';
+    }
+    if (!/^[245]\.\d{1,3}\.\d{1,3}$/.test(d)) {
+      ev.s.warning(`DSN detail code configuration error: ${c} ${d} ${text}`);
+      c = 450;
+      d = '4.7.1';
+      text = 'Service unavailable';
+    }
+    let full = `${c} ${d} ${text}`.slice(0, 510).replace(/[\x00-\x1f\x7f]/g, ' ');
+    if (!warnOnly && ev.deferIfReject !== null && full[0] === '5') {
+      const dr = ev.deferIfReject;
+      ev.deferIfReject = null;
+      return this.reject(ev, dr.code, dr.dsn, dr.text);
+    }
+    if (this.params.soft_bounce && full[0] === '5') full = `4${full.slice(1)}`;
+    // The enhanced code's class follows the reply code.
+    full = `${full.slice(0, 4)}${full[0]}${full.slice(5)}`;
+    ev.s.info(Policy.whatsup(ev.s, warnOnly ? 'reject_warning' : 'reject', full));
+    if (warnOnly) return 'dunno';
+    const m = /^(\d{3}) (\d\.\d{1,3}\.\d{1,3}) ?(.*)$/s.exec(full)!;
+    ev.reply = reply(Number(m[1]), m[2]!, m[3]!);
+    return 'reject';
+  }
+
+  private serverError(ev: Evaluation): never {
+    throw new Abort(this.reject(ev, 451, '4.3.5', 'Server configuration error'));
+  }
+
+  private deferIf(kind: 'permit' | 'reject', ev: Evaluation, code: number, dsn: string, text: string): Status {
+    const d: Deferral = { code, dsn, text };
+    if (kind === 'permit') {
+      if (ev.deferIfPermit === null) ev.deferIfPermit = d;
+    } else if (ev.deferIfReject === null) ev.deferIfReject = d;
+    return 'dunno';
+  }
+
+  /** reject_tempfail_action / unknown_address_tempfail_action: defer, defer_if_permit, defer_if_reject. */
+  private tempfail(action: string, ev: Evaluation, code: number, dsn: string, text: string): Status {
+    if (action === 'defer') return this.reject(ev, code, dsn, text);
+    if (action === 'defer_if_reject') return this.deferIf('reject', ev, code, dsn, text);
+    return this.deferIf('permit', ev, code, dsn, text);
+  }
+
+  // --- tables ---------------------------------------------------------------------------------
+
+  private table(ev: Evaluation, spec: string): LookupTable {
+    const t = this.tables.get(spec);
+    if (t === undefined || t === null) {
+      ev.s.warning(`${spec} lookup error`);
+      throw new Abort(this.reject(ev, 451, '4.3.5', 'Server configuration error'));
+    }
+    return t;
+  }
+
+  /** Postfix check_table_result(): interpret an access(5) value. */
+  private async tableResult(ev: Evaluation, table: string, value: string, replyName: string, replyClass: string, defAcl: string | null): Promise<Status> {
+    const m = /^(\S*)\s*(.*)$/s.exec(value)!;
+    const cmd = m[1]!;
+    const text = m[2]!;
+    const CMD = cmd.toUpperCase();
+    if (CMD === 'DUNNO') return 'dunno';
+    if (CMD === 'REJECT') {
+      const d = dsnSplit('5.7.1', text);
+      return this.reject(ev, this.params.access_map_reject_code, dsnFix(d.dsn, replyClass), `<${replyName}>: ${replyClass} rejected: ${d.text || 'Access denied'}`);
+    }
+    if (CMD === 'DEFER') {
+      const d = dsnSplit('4.7.1', text);
+      return this.reject(ev, this.params.access_map_defer_code, dsnFix(d.dsn, replyClass), `<${replyName}>: ${replyClass} rejected: ${d.text || 'Access denied'}`);
+    }
+    if (CMD === 'INFO' || CMD === 'WARN') {
+      ev.s.info(Policy.whatsup(ev.s, CMD.toLowerCase(), text));
+      return 'dunno';
+    }
+    if (CMD === 'HOLD' || CMD === 'DISCARD' || CMD === 'FILTER' || CMD === 'REDIRECT' || CMD === 'BCC' || CMD === 'PREPEND' || CMD === 'HANGUP') {
+      // Actions delegated to cleanup: not supported yet; say so once per use.
+      ev.s.warning(`access table ${table}: action ${CMD} is not supported by this server; ignored`);
+      return 'dunno';
+    }
+    if (CMD === 'DEFER_IF_PERMIT' || CMD === 'DEFER_IF_REJECT') {
+      const d = dsnSplit('4.7.1', text);
+      return this.deferIf(CMD === 'DEFER_IF_PERMIT' ? 'permit' : 'reject', ev, this.params.access_map_defer_code, dsnFix(d.dsn, replyClass), `<${replyName}>: ${replyClass} rejected: ${d.text || 'Service unavailable'}`);
+    }
+    if (/^\d+$/.test(value)) return 'ok';
+    if (cmd.length === 3 && text !== '' && /^[45]\d\d$/.test(cmd)) {
+      const d = dsnSplit(`${cmd[0]}.7.1`, text);
+      return this.reject(ev, Number(cmd), dsnFix(d.dsn, replyClass), `<${replyName}>: ${replyClass} rejected: ${d.text || 'Access denied'}`);
+    }
+    if (CMD === 'OK' || CMD === 'RELAY') return 'ok';
+    if (value.includes(':')) {
+      ev.s.warning(`access table ${table} has entry with lookup table: ${value}`);
+      ev.s.warning('do not specify lookup tables inside SMTPD access maps');
+      ev.s.warning('define a restriction class and specify its name instead.');
+      this.serverError(ev);
+    }
+    if (ev.recursion > 100) {
+      ev.s.warning(`access table ${table} entry ${value} causes unreasonable recursion`);
+      this.serverError(ev);
+    }
+    const list = splitList(value);
+    if (list.length === 0) {
+      ev.s.warning(`access table ${table} entry ${value} has empty value`);
+      return 'ok';
+    }
+    return this.generic(ev, list, replyName, replyClass, defAcl);
+  }
+
+  private async lookupDomain(ev: Evaluation, spec: string, domain: string, replyName: string, replyClass: string, defAcl: string | null): Promise<{ status: Status; found: boolean }> {
+    const t = this.table(ev, spec);
+    const v = accessLookup(t, 'domain', domain, this.accessOptions);
+    if (v === undefined) return { status: 'dunno', found: false };
+    return { status: await this.tableResult(ev, spec, v, replyName, replyClass, defAcl), found: true };
+  }
+
+  /** check_namadr_access(): the host name and its parents, then the address and its networks. */
+  private async lookupNamAddr(ev: Evaluation, spec: string, name: string, addr: string, replyName: string, replyClass: string, defAcl: string | null): Promise<Status> {
+    const t = this.table(ev, spec);
+    const v = accessLookup(t, 'client', `${name}[${addr}]`, this.accessOptions);
+    if (v === undefined) return 'dunno';
+    return this.tableResult(ev, spec, v, replyName, replyClass, defAcl);
+  }
+
+  private async lookupMail(ev: Evaluation, spec: string, address: string, replyName: string, replyClass: string, defAcl: string | null): Promise<Status> {
+    const t = this.table(ev, spec);
+    const r = this.addresses.resolve(address);
+    const v = accessLookup(t, 'address', r.address, this.accessOptions);
+    if (v === undefined) return 'dunno';
+    const status = await this.tableResult(ev, spec, v, replyName, replyClass, defAcl);
+    // Source-routed recipients are too suspicious for an OK (smtpd_check.c SUSPICIOUS()).
+    if (status === 'ok' && replyClass === NAME_RECIPIENT && r.routed && !this.params.allow_untrusted_routing) return 'dunno';
+    return status;
+  }
+
+  // --- individual restrictions ----------------------------------------------------------------
+
+  private permitAuthDestination(recipient: string): boolean {
+    const r = this.addresses.resolve(recipient);
+    if (r.routed && !this.params.allow_untrusted_routing) return false;
+    return r.class !== 'default';
+  }
+
+  private nonFqdn(ev: Evaluation, addr: string, replyName: string, replyClass: string): Status {
+    const at = addr.lastIndexOf('@');
+    const domain = at < 0 ? '' : addr.slice(at + 1);
+    if (domain.startsWith('[') && domain.endsWith(']')) return 'dunno';
+    const d = domain.endsWith('.') && !domain.endsWith('..') ? domain.slice(0, -1) : domain;
+    if (d === '' || !validDomain(d, ev.s.smtputf8) || !d.includes('.')) {
+      return this.reject(ev, this.params.non_fqdn_reject_code, '4.5.2', `<${replyName}>: ${replyClass} rejected: need fully-qualified address`);
+    }
+    return 'dunno';
+  }
+
+  private async unknownAddress(ev: Evaluation, addr: string, replyName: string, replyClass: string): Promise<Status> {
+    const r = this.addresses.resolve(addr);
+    if (r.class === 'local' || r.class === 'alias' || r.class === 'virtual') return 'dunno';
+    if (r.domain === '' || (r.domain.startsWith('[') && r.domain.endsWith(']'))) return 'dunno';
+    const isSender = replyClass === NAME_SENDER;
+    let status: Awaited<ReturnType<Resolver['mailhost']>>;
+    try {
+      status = await this.resolver.mailhost(r.domain);
+    } catch {
+      status = 'tempfail';
+    }
+    if (status === 'ok') return 'dunno';
+    if (status === 'nullmx') {
+      return this.reject(ev, isSender ? 550 : 556, isSender ? '4.7.27' : '4.1.10', `<${replyName}>: ${replyClass} rejected: Domain ${r.domain} does not accept mail (nullMX)`);
+    }
+    const dsn = isSender ? '4.1.8' : '4.1.2';
+    if (status === 'notfound') {
+      return this.reject(ev, this.params.unknown_address_reject_code, dsn, `<${replyName}>: ${replyClass} rejected: Domain not found`);
+    }
+    return this.tempfail(this.params.unknown_address_tempfail_action, ev, 450, dsn, `<${replyName}>: ${replyClass} rejected: Domain not found`);
+  }
+
+  private checkRcptMaps(ev: Evaluation, address: string, replyClass: string): Status {
+    const r = this.addresses.resolve(address);
+    const unknown = this.addresses.unknownUser(r);
+    if (unknown === null) return 'dunno';
+    const codes = {
+      local: this.params.unknown_local_recipient_reject_code,
+      virtual: this.params.unknown_virtual_mailbox_reject_code,
+      relay: this.params.unknown_relay_recipient_reject_code,
+      alias: this.params.unknown_virtual_alias_reject_code,
+    };
+    const isSender = replyClass === NAME_SENDER;
+    const suffix = unknown.codeParam === 'alias' || this.params.show_user_unknown_table_name ? ` in ${unknown.table}` : '';
+    return this.reject(ev, codes[unknown.codeParam], isSender ? '5.1.0' : '5.1.1', `<${address}>: ${replyClass} rejected: User unknown${suffix}`);
+  }
+
+  private checkRecipientMaps(ev: Evaluation, recipient: string): Status {
+    if (ev.recipientMapChecked) return 'dunno';
+    if (ev.warnIfReject === 0) ev.recipientMapChecked = true;
+    return this.checkRcptMaps(ev, recipient, NAME_RECIPIENT);
+  }
+
+  private checkSenderMaps(ev: Evaluation, sender: string): Status {
+    if (ev.senderMapChecked) return 'dunno';
+    if (ev.warnIfReject === 0) ev.senderMapChecked = true;
+    return this.checkRcptMaps(ev, sender, NAME_SENDER);
+  }
+
+  private heloHostname(ev: Evaluation, helo: string, kind: 'invalid' | 'nonfqdn'): Status {
+    if (helo.startsWith('[')) return this.heloAddress(ev, helo);
+    const name = helo.endsWith('.') && !helo.endsWith('..') ? helo.slice(0, -1) : helo;
+    if (kind === 'invalid') {
+      if (!validHostname(name) && !(net.isIP(name) !== 0)) {
+        return this.reject(ev, this.params.invalid_hostname_reject_code, '5.5.2', `<${helo}>: ${NAME_HELO} rejected: Invalid name`);
+      }
+      return 'dunno';
+    }
+    if (!validHostname(name) || !name.includes('.')) {
+      return this.reject(ev, this.params.non_fqdn_reject_code, '5.5.2', `<${helo}>: ${NAME_HELO} rejected: need fully-qualified hostname`);
+    }
+    return 'dunno';
+  }
+
+  private heloAddress(ev: Evaluation, helo: string): Status {
+    let a = helo.slice(1, helo.endsWith(']') ? -1 : undefined);
+    if (/^ipv6:/i.test(a)) a = a.slice(5);
+    if (!helo.endsWith(']') || net.isIP(a) === 0) {
+      return this.reject(ev, this.params.invalid_hostname_reject_code, '5.5.2', `<${helo}>: ${NAME_HELO} rejected: invalid ip address`);
+    }
+    return 'dunno';
+  }
+
+  private async unknownHelo(ev: Evaluation, helo: string): Promise<Status> {
+    if (helo.startsWith('[')) return this.heloAddress(ev, helo);
+    let status: Awaited<ReturnType<Resolver['hostAddress']>>;
+    try {
+      status = await this.resolver.mailhost(helo);
+    } catch {
+      status = 'tempfail';
+    }
+    if (status === 'ok' || status === 'nullmx') return 'dunno';
+    if (status === 'notfound') return this.reject(ev, this.params.unknown_hostname_reject_code, '4.7.1', `<${helo}>: ${NAME_HELO} rejected: Host not found`);
+    return this.tempfail(this.params.reject_tempfail_action, ev, 450, '4.7.1', `<${helo}>: ${NAME_HELO} rejected: Host not found`);
+  }
+
+  /** Postfix generic_checks(). */
+  private async generic(ev: Evaluation, list: Restrictions, replyName: string, replyClass: string, defAcl: string | null): Promise<Status> {
+    const s = ev.s;
+    const saved = ev.recursion++;
+    let status: Status = 'dunno';
+    for (let i = 0; i < list.length; i++) {
+      let name = list[i]!;
+      let tableArg: string | null = null;
+      const lname = name.toLowerCase();
+      if (lname === 'warn_if_reject') {
+        if (ev.warnIfReject === 0) ev.warnIfReject = ev.recursion;
+        continue;
+      }
+      if (name.includes(':')) {
+        if (defAcl === null) {
+          s.warning(`specify one of (check_client_access, check_reverse_client_hostname_access, check_helo_access, check_sender_access, check_recipient_access, check_etrn_access) before ${replyClass} restriction "${name}"`);
+          this.serverError(ev);
+        }
+        tableArg = name;
+        name = defAcl;
+      } else if (/^check_\w+_access$/.test(lname)) {
+        const next = list[i + 1];
+        if (next === undefined || !next.includes(':')) {
+          s.warning(`restriction ${lname}: bad argument "${next ?? ''}": need maptype:mapname`);
+          this.serverError(ev);
+        }
+        tableArg = next;
+        i++;
+      }
+      const n = name.toLowerCase();
+      switch (n) {
+        case 'permit':
+          status = 'ok';
+          break;
+        case 'defer':
+          status = this.reject(ev, this.params.defer_code, '4.3.2', `<${replyName}>: ${replyClass} rejected: Try again later`);
+          break;
+        case 'reject':
+          status = this.reject(ev, this.params.reject_code, '5.7.1', `<${replyName}>: ${replyClass} rejected: Access denied`);
+          break;
+        case 'reject_unauth_pipelining':
+          if (s.illegalPipelining) status = this.reject(ev, 503, '5.5.0', `<${replyName}>: ${replyClass} rejected: Improper use of SMTP command pipelining`);
+          break;
+        case 'defer_if_permit':
+          status = this.deferIf('permit', ev, 450, '4.7.0', `<${replyName}>: ${replyClass} rejected: defer_if_permit requested`);
+          break;
+        case 'defer_if_reject':
+          status = this.deferIf('reject', ev, 450, '4.7.0', `<${replyName}>: ${replyClass} rejected: defer_if_reject requested`);
+          break;
+        case 'sleep': {
+          const arg = list[i + 1];
+          if (arg === undefined || !/^\d+$/.test(arg)) {
+            s.warning('restriction sleep must be followed by number');
+            this.serverError(ev);
+          }
+          i++;
+          await new Promise((r) => setTimeout(r, Number(arg) * 1000));
+          break;
+        }
+        case 'reject_plaintext_session':
+          if (s.tls === null) status = this.reject(ev, this.params.plaintext_reject_code, '4.7.1', 'Session encryption is required');
+          break;
+        // client
+        case 'reject_unknown_client_hostname':
+        case 'reject_unknown_client':
+          if (s.peer.nameStatus !== 'ok') {
+            status = this.reject(ev, s.peer.nameStatus === 'temp' ? 450 : this.params.unknown_client_reject_code, '4.7.25', `Client host rejected: cannot find your hostname, [${s.peer.addr}]`);
+          }
+          break;
+        case 'reject_unknown_reverse_client_hostname':
+          if (s.peer.reverseStatus !== 'ok') {
+            status = this.reject(ev, s.peer.reverseStatus === 'perm' ? this.params.unknown_client_reject_code : 450, '4.7.1', `Client host rejected: cannot find your reverse hostname, [${s.peer.addr}]`);
+          }
+          break;
+        case 'permit_mynetworks':
+          if (this.mynetworks.matches(s.peer.addr)) status = 'ok';
+          break;
+        case 'permit_sasl_authenticated':
+          if (s.saslUsername !== null) status = 'ok';
+          break;
+        case 'permit_tls_all_clientcerts':
+          if (s.tls?.trusted) status = 'ok';
+          break;
+        case 'permit_tls_clientcerts':
+          // relay_clientcerts fingerprints: not supported yet; only warn as Postfix does without ask_ccert.
+          if (s.tls !== null && !s.tls.peerCert && !this.params.smtpd_tls_ask_ccert) s.warning('permit_tls_clientcerts is requested, but "smtpd_tls_ask_ccert = no"');
+          break;
+        case CHECK_CLIENT_ACL:
+          status = await this.lookupNamAddr(ev, tableArg!, s.peer.name, s.peer.addr, s.peer.namaddr, NAME_CLIENT, defAcl);
+          break;
+        case 'check_reverse_client_hostname_access':
+          status = await this.lookupNamAddr(ev, tableArg!, s.peer.reverseName, s.peer.addr, s.peer.reverseName, 'Unverified Client host', defAcl);
+          if (status === 'ok') {
+            s.warning(`restriction check_reverse_client_hostname_access returns OK for ${s.peer.reverseName}`);
+            s.warning('this is not allowed for security reasons');
+            s.warning('use DUNNO instead of OK if you want to make an exception');
+            this.serverError(ev);
+          }
+          break;
+        // helo
+        case CHECK_HELO_ACL:
+          if (s.helo !== null) status = (await this.lookupDomain(ev, tableArg!, s.helo, s.helo, NAME_HELO, defAcl)).status;
+          break;
+        case 'reject_invalid_helo_hostname':
+        case 'reject_invalid_hostname':
+          if (s.helo !== null) status = this.heloHostname(ev, s.helo, 'invalid');
+          break;
+        case 'reject_non_fqdn_helo_hostname':
+        case 'reject_non_fqdn_hostname':
+          if (s.helo !== null) status = this.heloHostname(ev, s.helo, 'nonfqdn');
+          break;
+        case 'reject_unknown_helo_hostname':
+        case 'reject_unknown_hostname':
+          if (s.helo !== null) status = await this.unknownHelo(ev, s.helo);
+          break;
+        // sender
+        case CHECK_SENDER_ACL:
+          if (s.sender !== null && s.sender !== '') status = await this.lookupMail(ev, tableArg!, s.sender, s.sender, NAME_SENDER, defAcl);
+          if (s.sender === '') {
+            const v = this.table(ev, tableArg!).get(this.params.smtpd_null_access_lookup_key);
+            if (v !== undefined) status = await this.tableResult(ev, tableArg!, v, '', NAME_SENDER, defAcl);
+          }
+          break;
+        case 'reject_unknown_sender_domain':
+        case 'reject_unknown_address':
+          if (s.sender) status = await this.unknownAddress(ev, s.sender, s.sender, NAME_SENDER);
+          break;
+        case 'reject_non_fqdn_sender':
+          if (s.sender) status = this.nonFqdn(ev, s.sender, s.sender, NAME_SENDER);
+          break;
+        case 'reject_unlisted_sender':
+          if (s.sender) status = this.checkSenderMaps(ev, s.sender);
+          break;
+        // recipient
+        case CHECK_RECIP_ACL:
+          if (s.recipient !== null) status = await this.lookupMail(ev, tableArg!, s.recipient, s.recipient, NAME_RECIPIENT, defAcl);
+          break;
+        case 'permit_auth_destination':
+          if (s.recipient !== null && this.permitAuthDestination(s.recipient)) status = 'ok';
+          break;
+        case 'reject_unauth_destination':
+          if (s.recipient !== null && !this.permitAuthDestination(s.recipient)) {
+            status = this.reject(ev, this.params.relay_domains_reject_code, '5.7.1', `<${s.recipient}>: Relay access denied`);
+          }
+          break;
+        case 'defer_unauth_destination':
+          if (s.recipient !== null && !this.permitAuthDestination(s.recipient)) {
+            status = this.reject(ev, this.params.relay_domains_reject_code - 100, '4.7.1', `<${s.recipient}>: Relay access denied`);
+          }
+          break;
+        case 'check_relay_domains':
+          if (s.recipient !== null) {
+            if (this.addresses.relay.matches(s.peer.name) || this.permitAuthDestination(s.recipient)) status = 'ok';
+            else status = this.reject(ev, this.params.relay_domains_reject_code, '5.7.1', `<${s.recipient}>: ${NAME_RECIPIENT} rejected: Relay access denied`);
+          }
+          break;
+        case 'reject_unknown_recipient_domain':
+          if (s.recipient) status = await this.unknownAddress(ev, s.recipient, s.recipient, NAME_RECIPIENT);
+          break;
+        case 'reject_non_fqdn_recipient':
+          if (s.recipient) status = this.nonFqdn(ev, s.recipient, s.recipient, NAME_RECIPIENT);
+          break;
+        case 'check_recipient_maps':
+        case 'reject_unlisted_recipient':
+          if (s.recipient) status = this.checkRecipientMaps(ev, s.recipient);
+          break;
+        case 'reject_multi_recipient_bounce':
+          if (s.sender === '' && s.rcptCount > (s.where !== 'RCPT' ? 1 : 0)) {
+            status = this.reject(ev, 550, '5.5.3', `<${replyName}>: ${replyClass} rejected: Multi-recipient bounce`);
+          }
+          break;
+        case CHECK_ETRN_ACL:
+          status = (await this.lookupDomain(ev, tableArg!, replyName, replyName, NAME_ETRN, defAcl)).status;
+          break;
+        default: {
+          const cls = this.classes.get(name);
+          if (cls !== undefined) {
+            status = await this.generic(ev, cls, replyName, replyClass, defAcl);
+          } else {
+            s.warning(`unknown smtpd restriction: "${name}"`);
+            this.serverError(ev);
+          }
+        }
+      }
+      if (ev.warnIfReject >= ev.recursion) ev.warnIfReject = 0;
+      if (status !== 'dunno') break;
+      if (ev.deferIfPermit !== null && ev.deferIfReject !== null) break;
+    }
+    ev.recursion = saved;
+    if (ev.warnIfReject >= ev.recursion) ev.warnIfReject = 0;
+    return status;
+  }
+
+  private async run(ev: Evaluation, list: Restrictions, replyName: string, replyClass: string, defAcl: string | null): Promise<Status> {
+    ev.recursion = 0;
+    ev.warnIfReject = 0;
+    ev.deferIfReject = null;
+    if (list.length === 0) return 'dunno';
+    try {
+      return await this.generic(ev, list, replyName, replyClass, defAcl);
+    } catch (e) {
+      if (e instanceof Abort) return e.status;
+      throw e;
+    }
+  }
+
+  // --- the protocol stages (smtpd_check_client/helo/mail/rcpt/etrn/data) ----------------------
+
+  async checkClient(s: CheckSubject): Promise<Reply | null> {
+    const ev = new Evaluation(s);
+    const st = await this.run(ev, this.client, s.peer.namaddr, NAME_CLIENT, CHECK_CLIENT_ACL);
+    s.deferFlags.client = ev.deferIfPermit;
+    return st === 'reject' ? ev.reply : null;
+  }
+
+  async checkHelo(s: CheckSubject): Promise<Reply | null> {
+    if (s.helo === null) return null;
+    const ev = new Evaluation(s);
+    ev.deferIfPermit = s.deferFlags.client;
+    const st = await this.run(ev, this.helo, s.helo, NAME_HELO, CHECK_HELO_ACL);
+    s.deferFlags.helo = ev.deferIfPermit;
+    return st === 'reject' ? ev.reply : null;
+  }
+
+  async checkMail(s: CheckSubject): Promise<Reply | null> {
+    if (s.sender === null) return null;
+    const ev = new Evaluation(s);
+    ev.deferIfPermit = s.deferFlags.client ?? s.deferFlags.helo;
+    let st = await this.run(ev, this.sender, s.sender, NAME_SENDER, CHECK_SENDER_ACL);
+    s.deferFlags.sender = ev.deferIfPermit;
+    if (this.params.smtpd_reject_unlisted_sender && st !== 'reject' && !ev.senderMapChecked && s.sender !== '') {
+      st = this.checkSenderMaps(ev, s.sender);
+    }
+    return st === 'reject' ? ev.reply : null;
+  }
+
+  /**
+   * RCPT TO (and VRFY): with smtpd_delay_reject the client, helo and sender restrictions first,
+   * then relay and recipient restrictions (order: smtpd_relay_before_recipient_restrictions), the
+   * pending defer_if_permit, and the implicit reject_unlisted_recipient.
+   */
+  async checkRcpt(s: CheckSubject): Promise<Reply | null> {
+    const recipient = s.recipient;
+    if (recipient === null) return null;
+    // RFC 5321 4.5.1: "postmaster" is always accepted.
+    if (recipient.toLowerCase() === 'postmaster') return null;
+    if (this.params.smtpd_delay_reject) {
+      const r = (await this.checkClient(s)) ?? (await this.checkHelo(s)) ?? (await this.checkMail(s));
+      if (r !== null) return r;
+    }
+    const ev = new Evaluation(s);
+    ev.deferIfPermit = s.deferFlags.sender;
+    const lists = this.params.smtpd_relay_before_recipient_restrictions ? [this.relay, this.recipient] : [this.recipient, this.relay];
+    let st: Status = 'dunno';
+    for (const list of lists) {
+      st = await this.run(ev, list, recipient, NAME_RECIPIENT, CHECK_RECIP_ACL);
+      if (st === 'reject') break;
+    }
+    if (st !== 'reject' && ev.deferIfPermit !== null) {
+      const d = ev.deferIfPermit;
+      st = this.reject(ev, d.code, d.dsn, d.text);
+    }
+    if (this.params.smtpd_reject_unlisted_recipient && st !== 'reject' && !ev.recipientMapChecked) {
+      st = this.checkRecipientMaps(ev, recipient);
+    }
+    return st === 'reject' ? ev.reply : null;
+  }
+
+  async checkEtrn(s: CheckSubject, domain: string): Promise<Reply | null> {
+    if (this.params.smtpd_delay_reject) {
+      const r = (await this.checkClient(s)) ?? (await this.checkHelo(s));
+      if (r !== null) return r;
+    }
+    const ev = new Evaluation(s);
+    ev.deferIfPermit = s.deferFlags.client ?? s.deferFlags.helo;
+    let st = await this.run(ev, this.etrn, domain, NAME_ETRN, CHECK_ETRN_ACL);
+    if (st !== 'reject' && ev.deferIfPermit !== null) {
+      const d = ev.deferIfPermit;
+      st = this.reject(ev, d.code, d.dsn, d.text);
+    }
+    return st === 'reject' ? ev.reply : null;
+  }
+
+  /** DATA (and the first BDAT): smtpd_data_restrictions; no recipient is named when there are several. */
+  async checkData(s: CheckSubject): Promise<Reply | null> {
+    const ev = new Evaluation(s);
+    let st = await this.run(ev, this.data, 'DATA', NAME_DATA, null);
+    if (st !== 'reject' && ev.deferIfPermit !== null) {
+      const d = ev.deferIfPermit;
+      st = this.reject(ev, d.code, d.dsn, d.text);
+    }
+    return st === 'reject' ? ev.reply : null;
+  }
+}
+
+/** A domain name as valid_hostname()/valid_utf8_hostname() accept it. */
+function validDomain(d: string, utf8: boolean): boolean {
+  if (utf8 && /[^\x00-\x7f]/.test(d)) {
+    return d.split('.').every((l) => l.length > 0 && l.length <= 63);
+  }
+  return validHostname(d);
+}
+

@@ -1,0 +1,171 @@
+/**
+ * Everything one smtpd service (one master.cf line) shares between its sessions: its effective
+ * parameters, TLS engine, cleanup, compiled restrictions, address classes, client counters and
+ * the small lists (smtpd_forbidden_commands, smtpd_noop_commands, fast_flush_domains, ...).
+ * Built once per service and rebuilt on reload; sessions keep the one they started with.
+ */
+import * as os from 'node:os';
+import { Cleanup } from '../cleanup/index.js';
+import { buildAddressList, buildMynetworks, type NetworkMatcher } from '../config/mynetworks.js';
+import { openTable } from '../config/tables/index.js';
+import type { Params } from '../config/types.js';
+import type { Log, Logger } from '../log/index.js';
+import { receivedTlsLines, SmtpdTls, type SmtpdTlsLevel, smtpdTlsLevel, type TlsSession } from '../tls/index.js';
+import { AddressResolver, DomainList } from './address-class.js';
+import { type Anvil, clientKey } from './anvil.js';
+import type { Resolver } from './peer.js';
+import { Policy } from './restrictions.js';
+
+export interface SmtpdHooks {
+  /** ETRN (RFC 1985): deliver deferred mail for a site now. The queue issue provides it. */
+  etrn?(site: string): Promise<void>;
+}
+
+export interface ServiceContext {
+  readonly params: Params;
+  readonly serviceName: string;
+  readonly tls: SmtpdTls | null;
+  readonly tlsLevel: SmtpdTlsLevel;
+  readonly tlsWrapper: boolean;
+  readonly cleanup: Cleanup;
+  readonly policy: Policy;
+  readonly addresses: AddressResolver;
+  readonly resolver: Resolver;
+  readonly anvil: Anvil;
+  readonly limitExceptions: NetworkMatcher;
+  readonly bareLfExclusions: NetworkMatcher;
+  anvilKey(addr: string): string;
+  isNoopCommand(verb: string): boolean;
+  isForbiddenCommand(verb: string): boolean;
+  etrnAllowed(site: string): boolean;
+  etrn(site: string): Promise<void>;
+  receivedTlsLines(s: TlsSession): string[];
+  /** local_header_rewrite_clients / always_add_missing_headers: complete headers as local mail. */
+  addMissingHeaders(addr: string, sasl: boolean): boolean;
+}
+
+/** A word list as Postfix string_list: words (case-insensitive), `!word`, inline regexp/pcre tables, other tables. */
+export function wordMatcher(values: readonly string[], warn: (t: string) => void): (word: string) => boolean {
+  const tests: { negate: boolean; test: (w: string) => boolean }[] = [];
+  for (const raw of values) {
+    let v = raw;
+    let negate = false;
+    while (v.startsWith('!')) {
+      negate = !negate;
+      v = v.slice(1);
+    }
+    const inline = /^(regexp|pcre):\{(.*)\}$/s.exec(v);
+    if (inline) {
+      const rules = [...inline[2]!.matchAll(/\{\s*\/((?:\\.|[^/])*)\/([a-zA-Z]*)\s*([^}]*)\}/g)];
+      const res = rules.map((m) => {
+        // Postfix regexp tables are case-insensitive unless the 'i' flag toggles it.
+        const insensitive = !(m[2] ?? '').includes('i');
+        return new RegExp(m[1]!, insensitive ? 'i' : '');
+      });
+      tests.push({ negate, test: (w) => res.some((r) => r.test(w)) });
+      continue;
+    }
+    if (/^[a-z0-9_]+:/i.test(v)) {
+      try {
+        const t = openTable(v);
+        tests.push({ negate, test: (w) => t.get(w) !== undefined });
+      } catch (e) {
+        warn(`${v}: table unavailable: ${(e as Error).message}`);
+      }
+      continue;
+    }
+    const lw = v.toLowerCase();
+    tests.push({ negate, test: (w) => w.toLowerCase() === lw });
+  }
+  return (word) => {
+    for (const t of tests) if (t.test(word)) return !t.negate;
+    return false;
+  };
+}
+
+/** Is `addr` one of this host's interface addresses (permit_inet_interfaces)? */
+function inetInterfaces(params: Params): (addr: string) => boolean {
+  const set = new Set<string>();
+  for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) set.add(i.address.replace(/%.*$/, ''));
+  for (const a of params.inet_interfaces) set.add(a.replace(/^\[|\]$/g, ''));
+  return (addr) => set.has(addr);
+}
+
+export interface BuildOptions {
+  readonly params: Params;
+  readonly serviceName: string;
+  readonly log: Log;
+  readonly logger: Logger;
+  readonly resolver: Resolver;
+  readonly anvil: Anvil;
+  readonly hooks: SmtpdHooks;
+  /** Reuse a TLS engine (reload keeps it and reloads its files). */
+  readonly tls?: SmtpdTls | null;
+  readonly cleanup?: Cleanup;
+}
+
+/** Build a service context. Throws PosternError/ConfigError on a configuration that cannot run. */
+export async function buildService(o: BuildOptions): Promise<ServiceContext> {
+  const p = o.params;
+  const warn = (t: string): void => o.logger.warning(t);
+  const addresses = new AddressResolver(p, warn);
+  const policy = new Policy({ params: p, addresses, resolver: o.resolver, warn });
+  const tlsLevel = smtpdTlsLevel(p, o.logger);
+  const tlsWrapper = p.smtpd_tls_wrappermode;
+  let tls: SmtpdTls | null = o.tls ?? null;
+  if (tls === null && (tlsLevel !== 'none' || tlsWrapper)) {
+    try {
+      tls = await SmtpdTls.create(p, o.logger);
+    } catch (e) {
+      // As Postfix: TLS is then unavailable (454 / wrappermode connections dropped), the service runs.
+      o.logger.warning(`cannot initialize the server-side TLS engine: ${(e as Error).message}`);
+      tls = null;
+    }
+  }
+  const cleanup = o.cleanup ?? new Cleanup({ queue_directory: p.queue_directory, params: p, log: o.log });
+  const listOf = (param: string, values: readonly string[]): NetworkMatcher => {
+    try {
+      return buildAddressList(param, values);
+    } catch (e) {
+      warn(`${(e as Error).message}; ${param} matches nothing`);
+      return { matches: () => false };
+    }
+  };
+  const noop = wordMatcher(p.smtpd_noop_commands, warn);
+  const forbidden = wordMatcher(p.smtpd_forbidden_commands, warn);
+  const flush = new DomainList(p.fast_flush_domains, p.parent_domain_matches_subdomains.map((s) => s.toLowerCase()).includes('fast_flush_domains'), warn);
+  const local = inetInterfaces(p);
+  const mynetworks = buildMynetworks(p);
+  const rewriteClients = p.local_header_rewrite_clients.map((s) => s.toLowerCase());
+  return {
+    params: p,
+    serviceName: o.serviceName,
+    tls,
+    tlsLevel,
+    tlsWrapper,
+    cleanup,
+    policy,
+    addresses,
+    resolver: o.resolver,
+    anvil: o.anvil,
+    limitExceptions: listOf('smtpd_client_event_limit_exceptions', p.smtpd_client_event_limit_exceptions),
+    bareLfExclusions: listOf('smtpd_forbid_bare_newline_exclusions', p.smtpd_forbid_bare_newline_exclusions),
+    anvilKey: (addr) => `${o.serviceName}:${clientKey(addr, p.smtpd_client_ipv6_prefix_length)}`,
+    isNoopCommand: (v) => p.smtpd_noop_commands.length > 0 && noop(v),
+    isForbiddenCommand: (v) => forbidden(v),
+    etrnAllowed: (site) => flush.matches(site.replace(/^\[|\]$/g, '')),
+    etrn: async (site) => {
+      if (o.hooks.etrn) await o.hooks.etrn(site);
+    },
+    receivedTlsLines,
+    addMissingHeaders: (addr, sasl) => {
+      if (p.always_add_missing_headers) return true;
+      for (const r of rewriteClients) {
+        if (r === 'permit_inet_interfaces' && local(addr)) return true;
+        if (r === 'permit_mynetworks' && mynetworks.matches(addr)) return true;
+        if (r === 'permit_sasl_authenticated' && sasl) return true;
+      }
+      return false;
+    },
+  };
+}

@@ -1,0 +1,1141 @@
+/**
+ * One inbound SMTP session (Postfix smtpd.c smtpd_proto() and the command handlers): greeting,
+ * the command loop with pipelining enforcement, error and junk limits, STARTTLS, MAIL/RCPT with
+ * the access restrictions, DATA and BDAT into a cleanup transaction, and the connect/disconnect
+ * log lines.
+ *
+ * Invariants (DESIGN section 4): every byte from the peer goes through the bounded LineReader
+ * (line_length_limit, message_size_limit, smtpd_timeout); a Reply is the only thing written to
+ * the socket; a ReplyError aborts one command; any other exception is a bug: the session replies
+ * `421 4.3.0 <myhostname> Server local data error`, logs a `warning:`, counts it in
+ * `smtpdCounters.exceptions` and ends. `250 ... queued as` is sent only after cleanup's commit
+ * resolved (the queue file and its directory entry are on disk).
+ */
+import type * as net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { CleanupInput, CleanupTxn, ClientFacts, EnvelopeRecipient } from '../cleanup/index.js';
+import type { Params } from '../config/types.js';
+import type { Logger } from '../log/index.js';
+import { LineReader } from '../io/line-reader.js';
+import { parseMailFrom, parseRcptTo } from '../proto/smtp/address.js';
+import { type BareNewlinePolicy, bareLfReply, DataReader } from '../proto/smtp/data-reader.js';
+import { type MailParams, parseMailParams, parseRcptParams } from '../proto/smtp/esmtp-params.js';
+import { formatReply, type Reply, ReplyError, reply, softBounce } from '../proto/smtp/reply.js';
+import type { TlsSession } from '../tls/index.js';
+import { CommandStats, type Command, findCommand, helpText } from './commands.js';
+import type { Peer } from './peer.js';
+import { mailDate, printable, receivedHeader, sanitizeHelo } from './received.js';
+import { type CheckSubject, type DeferFlags, Policy } from './restrictions.js';
+import type { ServiceContext } from './service.js';
+import { type Token, tokenize } from './tokens.js';
+
+/** Process-wide counters; tests assert `exceptions` stays 0 (DESIGN invariant 4). */
+export const smtpdCounters = { exceptions: 0, sessions: 0 };
+
+const WHERE_CONNECT = 'CONNECT';
+const WHERE_DATA = 'DATA content';
+const WHERE_BDAT = 'BDAT content';
+const WHERE_EOM = 'END-OF-MESSAGE';
+const WHERE_UNKNOWN = 'UNKNOWN';
+
+/** Why a session ended early, as Postfix logs it (`timeout after RCPT from ...`). */
+type Reason = 'timeout' | 'lost connection' | 'too many errors';
+
+/** Thrown by reads: the peer went away or was too slow. Caught by run(). */
+class SessionEnd extends Error {
+  constructor(readonly reason: Reason | null) {
+    super(reason ?? 'session end');
+  }
+}
+
+/** EHLO keywords that smtpd_discard_ehlo_keywords can suppress. */
+type EhloKeyword = 'pipelining' | 'size' | 'vrfy' | 'etrn' | 'starttls' | 'auth' | 'enhancedstatuscodes' | '8bitmime' | 'dsn' | 'smtputf8' | 'chunking';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Postfix is_header(): "Name:" — the first word looks like a message header. */
+function isHeader(word: string): boolean {
+  return /^[\x21-\x39\x3b-\x7e]+:/.test(word);
+}
+
+/** Postfix escape(): C-style escapes for the improper-pipelining log line. */
+function escapeBytes(b: Buffer): string {
+  let out = '';
+  for (const c of b) {
+    if (c >= 0x20 && c < 0x7f) out += c === 0x5c ? '\\\\' : String.fromCharCode(c);
+    else if (c === 0x07) out += '\\a';
+    else if (c === 0x08) out += '\\b';
+    else if (c === 0x0c) out += '\\f';
+    else if (c === 0x0a) out += '\\n';
+    else if (c === 0x0d) out += '\\r';
+    else if (c === 0x09) out += '\\t';
+    else if (c === 0x0b) out += '\\v';
+    else out += `\\${c.toString(8).padStart(3, '0')}`;
+  }
+  return out;
+}
+
+const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+
+export class Session implements CheckSubject {
+  // --- facts (CheckSubject) ---
+  peer: Peer;
+  helo: string | null = null;
+  sender: string | null = null;
+  /** The first accepted recipient (logging, Received: for one recipient). */
+  recipient: string | null = null;
+  protocol = 'SMTP';
+  where = WHERE_CONNECT;
+  queueId: string | null = null;
+  rcptCount = 0;
+  tls: TlsSession | null = null;
+  saslUsername: string | null = null;
+  illegalPipelining = false;
+  smtputf8 = false;
+  deferFlags: DeferFlags = { client: null, helo: null, sender: null };
+
+  // --- transaction ---
+  private mailParams: MailParams | null = null;
+  private recipients: EnvelopeRecipient[] = [];
+  private txn: CleanupTxn | null = null;
+  private bdat: 'none' | 'ok' | 'error' = 'none';
+  private actSize = 0;
+  private arrival = new Date();
+  private receivedLines: string[] = [];
+  /** The line-ending normalizer of the BDAT chunks of this message. */
+  private bdatReader: DataReader | null = null;
+  private rcptOvershoot = 0;
+
+  // --- session ---
+  private readonly log: Logger;
+  private readonly params: Params;
+  private socket: Duplex;
+  private readonly reader: LineReader;
+  private readonly stats = new CommandStats();
+  private out: string[] = [];
+  private errorCount = 0;
+  private junkCmds = 0;
+  private hangup = false;
+  private reason: Reason | null = null;
+  private accessDenied: Reply | null = null;
+  private discard = new Set<EhloKeyword>();
+  private anvilKey: string | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly svc: ServiceContext,
+    private readonly raw: net.Socket,
+    peer: Peer,
+    log: Logger,
+  ) {
+    this.params = svc.params;
+    this.peer = peer;
+    this.log = log;
+    this.socket = raw;
+    this.reader = new LineReader(raw, { lineLimit: this.params.line_length_limit });
+  }
+
+  // --- CheckSubject logging ---
+  info(text: string): void {
+    this.log.info(text);
+  }
+  warning(text: string): void {
+    this.log.warning(text);
+  }
+
+  private subject(o: { sender?: string | null; recipient?: string | null; where?: string } = {}): CheckSubject {
+    return {
+      peer: this.peer,
+      helo: this.helo,
+      sender: o.sender !== undefined ? o.sender : this.sender,
+      recipient: o.recipient !== undefined ? o.recipient : this.recipient,
+      protocol: this.protocol,
+      where: o.where ?? this.where,
+      queueId: this.queueId,
+      rcptCount: this.rcptCount,
+      tls: this.tls === null ? null : { trusted: this.tls.trusted, peerCert: this.tls.peerCert },
+      saslUsername: this.saslUsername,
+      illegalPipelining: this.illegalPipelining,
+      smtputf8: this.smtputf8,
+      deferFlags: this.deferFlags,
+      info: (t) => this.log.info(t),
+      warning: (t) => this.log.warning(t),
+    };
+  }
+
+  private get timeoutMs(): number {
+    return this.params.smtpd_timeout * 1000;
+  }
+
+  // --- output ---
+
+  /** Queue a reply (Postfix smtpd_chat_reply()): error sleep, soft_bounce, 421/521 hang up. */
+  async reply(r: Reply): Promise<void> {
+    let rr = r;
+    if (this.errorCount >= this.params.smtpd_soft_error_limit && this.params.smtpd_error_sleep_time > 0) {
+      this.flush();
+      await sleep(this.params.smtpd_error_sleep_time * 1000);
+    }
+    if (this.params.soft_bounce) rr = softBounce(rr);
+    const footer = this.params.smtpd_reject_footer;
+    if (footer !== '' && rr.code >= 400) rr = reply(rr.code, rr.enhanced, ...rr.lines, ...footer.split('\\n'));
+    this.out.push(formatReply(rr));
+    if (rr.code === 421 || rr.code === 521) this.hangup = true;
+  }
+
+  private send(code: number, enhanced: string | null, text: string): Promise<void> {
+    return this.reply(reply(code, enhanced, text));
+  }
+
+  /** Write queued replies. */
+  flush(): void {
+    if (this.out.length === 0 || this.closed) return;
+    const data = this.out.join('');
+    this.out = [];
+    if (!this.socket.destroyed && this.socket.writable) this.socket.write(data);
+  }
+
+  /** Flush; when the peer does not read its replies, wait (bounded) before reading more. */
+  private async flushAndWait(): Promise<void> {
+    this.flush();
+    const s = this.socket as Duplex & { writableLength: number };
+    if (s.writableLength > 256 * 1024 && !s.destroyed) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => done(false), this.timeoutMs);
+        const done = (v: boolean): void => {
+          clearTimeout(t);
+          s.off('drain', onDrain);
+          s.off('close', onClose);
+          resolve(v);
+        };
+        const onDrain = (): void => done(true);
+        const onClose = (): void => done(false);
+        s.on('drain', onDrain);
+        s.on('close', onClose);
+      });
+      if (!ok) throw new SessionEnd(s.destroyed ? 'lost connection' : 'timeout');
+    }
+  }
+
+  // --- input ---
+
+  private async readLine(): Promise<{ bytes: Buffer; truncated: boolean; bareLf: boolean }> {
+    if (!this.reader.hasBuffered()) await this.flushAndWait();
+    const r = await this.reader.readLine(this.timeoutMs);
+    if (r.kind === 'eof') throw new SessionEnd('lost connection');
+    if (r.kind === 'timeout') throw new SessionEnd('timeout');
+    return r;
+  }
+
+  private async readChunk(max?: number): Promise<Buffer> {
+    if (!this.reader.hasBuffered()) await this.flushAndWait();
+    const r = await this.reader.readChunk(this.timeoutMs, max);
+    if (r.kind === 'eof') throw new SessionEnd('lost connection');
+    if (r.kind === 'timeout') throw new SessionEnd('timeout');
+    return r.bytes;
+  }
+
+  // --- session ---
+
+  /** Run the session to its end. Never throws. */
+  async run(): Promise<void> {
+    smtpdCounters.sessions++;
+    this.raw.on('error', () => {});
+    try {
+      this.log.info(`connect from ${this.peer.namaddr}`);
+      if (await this.start()) await this.loop();
+    } catch (e) {
+      await this.fail(e);
+    }
+    try {
+      this.finish();
+    } catch (e) {
+      smtpdCounters.exceptions++;
+      this.log.warning(`internal error while closing session with ${this.peer.namaddr}: ${(e as Error).message}`);
+    }
+  }
+
+  /** A read ended the session, or a bug. */
+  private async fail(e: unknown): Promise<void> {
+    if (e instanceof SessionEnd) {
+      this.reason = e.reason;
+      if (e.reason === 'timeout') {
+        await this.send(421, '4.4.2', `${this.params.myhostname} Error: timeout exceeded`).catch(() => {});
+      }
+      return;
+    }
+    smtpdCounters.exceptions++;
+    const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
+    this.log.warning(`${this.queueId ?? 'NOQUEUE'}: internal error in ${this.where} from ${this.peer.namaddr}: ${msg.split('\n').slice(0, 3).join(' ')}`);
+    this.log.info(`${this.queueId ?? 'NOQUEUE'}: reject: ${this.where} from ${this.peer.namaddr}: 421 4.3.0 ${this.params.myhostname} Server local data error`);
+    this.out.push(formatReply(reply(421, '4.3.0', `${this.params.myhostname} Server local data error`)));
+  }
+
+  /** Greeting stage. Returns false when the session ends before the command loop. */
+  private async start(): Promise<boolean> {
+    const p = this.params;
+    if (this.svc.tlsWrapper) {
+      if (this.svc.tls === null) {
+        this.log.warning(`Wrapper-mode request dropped from ${this.peer.namaddr} for service ${this.svc.serviceName}. TLS context initialization failed. For details see earlier warnings in your logs.`);
+        return false;
+      }
+      if (!(await this.startTls())) return false;
+    } else if (this.reader.hasBuffered()) {
+      // The client spoke before our greeting (RFC 5321 4.3.1; RFC 2920 3.1 does not allow it).
+      this.flagIllegalPipelining();
+      if (p.smtpd_forbid_unauth_pipelining) {
+        await this.send(554, '5.5.0', 'Error: SMTP protocol synchronization');
+        return false;
+      }
+    }
+    // Client connection count and rate limits (anvil), except smtpd_client_event_limit_exceptions.
+    if (!this.svc.limitExceptions.matches(this.peer.addr)) {
+      this.anvilKey = this.svc.anvilKey(this.peer.addr);
+      const { count, rate } = this.svc.anvil.connect(this.anvilKey, p.anvil_rate_time_unit * 1000);
+      if (p.smtpd_client_connection_count_limit > 0 && count > p.smtpd_client_connection_count_limit) {
+        this.log.warning(`Connection concurrency limit exceeded: ${count} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
+        await this.send(421, '4.7.0', `${p.myhostname} Error: too many connections from ${this.peer.addr}`);
+        return false;
+      }
+      if (p.smtpd_client_connection_rate_limit > 0 && rate > p.smtpd_client_connection_rate_limit) {
+        this.log.warning(`Connection rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
+        await this.send(421, '4.7.0', `${p.myhostname} Error: too many connections from ${this.peer.addr}`);
+        return false;
+      }
+    }
+    for (const k of p.smtpd_discard_ehlo_keywords) this.discard.add(k.toLowerCase() as EhloKeyword);
+    if (!p.smtpd_delay_reject) {
+      const err = await this.svc.policy.checkClient(this.subject());
+      if (err !== null) {
+        this.accessDenied = err;
+        await this.reply(err);
+        this.errorCount++;
+        return true;
+      }
+    }
+    await this.send(220, null, p.smtpd_banner);
+    return true;
+  }
+
+  private flagIllegalPipelining(): void {
+    if (this.illegalPipelining) return;
+    const b = this.reader.peekBuffered(100);
+    this.log.info(`improper command pipelining after ${this.where} from ${this.peer.namaddr}: ${escapeBytes(b)}`);
+    this.illegalPipelining = true;
+  }
+
+  private async loop(): Promise<void> {
+    const p = this.params;
+    for (;;) {
+      if (this.hangup) return;
+      if (this.errorCount >= p.smtpd_hard_error_limit) {
+        this.reason = 'too many errors';
+        await this.send(421, '4.7.0', `${p.myhostname} Error: too many errors`);
+        return;
+      }
+      const line = await this.readLine();
+      if (line.truncated) {
+        this.log.warning(`${this.peer.namaddr}: request longer than ${p.line_length_limit}: ${printable(line.bytes.subarray(0, 30).toString('latin1'))}...`);
+      }
+      if (line.bareLf && this.rejectBareLf()) {
+        this.log.info(Policy.whatsup(this.subject(), 'reject', 'bare <LF> received'));
+        await this.reply(bareLfReply(p.smtpd_forbid_bare_newline_reject_code, p.myhostname));
+        return;
+      }
+      let bytes = line.bytes;
+      const nul = bytes.indexOf(0);
+      if (nul >= 0) bytes = bytes.subarray(0, nul);
+      let text: string;
+      if (p.smtputf8_enable) {
+        try {
+          text = utf8Decoder.decode(bytes);
+        } catch {
+          await this.send(500, '5.5.2', 'Error: bad UTF-8 syntax');
+          this.errorCount++;
+          continue;
+        }
+      } else {
+        text = bytes.toString('latin1');
+      }
+      const argv = tokenize(text);
+      if (argv.length === 0) {
+        await this.send(500, '5.5.2', 'Error: bad syntax');
+        this.errorCount++;
+        continue;
+      }
+      const verb = argv[0]!.text;
+      if (this.svc.isNoopCommand(verb)) {
+        await this.send(250, '2.0.0', 'Ok');
+        if (this.junkCmds++ > p.smtpd_junk_command_limit) this.errorCount++;
+        continue;
+      }
+      const cmd: Command | undefined = findCommand(verb);
+      this.stats.attempt(cmd?.name ?? null);
+      if (cmd === undefined) {
+        this.where = WHERE_UNKNOWN;
+        if (isHeader(verb) || this.svc.isForbiddenCommand(verb)) {
+          this.log.warning(`non-SMTP command from ${this.peer.namaddr}: ${escapeBytes(Buffer.from(text, p.smtputf8_enable ? 'utf8' : 'latin1')).slice(0, 100)}`);
+          await this.send(221, '2.7.0', 'Error: I can break rules, too. Goodbye.');
+          return;
+        }
+      }
+      if (this.accessDenied !== null && cmd?.name !== 'QUIT') {
+        if (/^[45]21$/.test(String(this.accessDenied.code))) {
+          await this.reply(this.accessDenied);
+          continue;
+        }
+        await this.send(503, '5.7.0', `Error: access denied for ${this.peer.namaddr}`);
+        this.errorCount++;
+        continue;
+      }
+      if (cmd === undefined) {
+        await this.send(500, '5.5.2', 'Error: command not recognized');
+        this.errorCount++;
+        continue;
+      }
+      if (this.svc.tlsLevel === 'encrypt' && this.tls === null && !cmd.flags.preTls) {
+        await this.send(530, '5.7.0', 'Must issue a STARTTLS command first');
+        this.errorCount++;
+        continue;
+      }
+      this.where = cmd.name;
+      if ((this.protocol !== 'ESMTP' || cmd.flags.last) && !this.illegalPipelining && this.reader.hasBuffered()) {
+        this.flagIllegalPipelining();
+        if (p.smtpd_forbid_unauth_pipelining) {
+          await this.send(554, '5.5.0', 'Error: SMTP protocol synchronization');
+          return;
+        }
+      }
+      let ok: boolean;
+      try {
+        ok = await cmd.run(this, argv, text);
+      } catch (e) {
+        if (!(e instanceof ReplyError)) throw e;
+        await this.reply(e.reply);
+        ok = false;
+      }
+      if (ok) this.stats.success(cmd.name);
+      else this.errorCount++;
+      if (cmd.flags.junk && this.junkCmds++ > p.smtpd_junk_command_limit) this.errorCount++;
+      if (cmd.name === 'QUIT') return;
+    }
+  }
+
+  /** smtpd_forbid_bare_newline = reject (Postfix 3.9), except smtpd_forbid_bare_newline_exclusions. */
+  private rejectBareLf(): boolean {
+    return (this.params.smtpd_forbid_bare_newline as string) === 'reject' && !this.svc.bareLfExclusions.matches(this.peer.addr);
+  }
+
+  private bareLfPolicy(): BareNewlinePolicy {
+    const v = this.params.smtpd_forbid_bare_newline as string;
+    if (v === 'reject' && this.svc.bareLfExclusions.matches(this.peer.addr)) return 'normalize';
+    return v as BareNewlinePolicy;
+  }
+
+  /** End of session: anvil, the "X after CMD" line, TLS, transaction, `disconnect from`. */
+  private finish(): void {
+    if (this.anvilKey !== null) this.svc.anvil.disconnect(this.anvilKey, this.params.anvil_rate_time_unit * 1000);
+    if (this.reason !== null && this.where) {
+      if (this.where === WHERE_DATA) {
+        this.log.info(`${this.reason} after DATA (${this.actSize} bytes) from ${this.peer.namaddr}`);
+      } else if (this.where === WHERE_BDAT) {
+        this.log.info(`${this.reason} after BDAT (${this.actSize} bytes) from ${this.peer.namaddr}`);
+      } else if (this.where !== WHERE_EOM || this.reason !== 'lost connection') {
+        this.log.info(`${this.reason} after ${this.where} from ${this.peer.namaddr}`);
+      }
+    }
+    this.mailReset();
+    this.flush();
+    this.closed = true;
+    this.reader.close();
+    const s = this.socket;
+    if (!s.destroyed) {
+      s.end();
+      const t = setTimeout(() => s.destroy(), 5000);
+      t.unref();
+      s.once('close', () => clearTimeout(t));
+    }
+    if (s !== this.raw && !this.raw.destroyed) this.raw.once('close', () => {});
+    this.log.info(`disconnect from ${this.peer.namaddr}${this.stats.format()}`);
+  }
+
+  /** Drop the connection now (drain deadline). */
+  destroy(): void {
+    this.socket.destroy();
+    this.raw.destroy();
+  }
+
+  // --- resets (Postfix helo_reset, mail_reset, rcpt_reset) ---
+
+  private heloReset(): void {
+    this.helo = null;
+  }
+
+  private mailReset(): void {
+    if (this.txn !== null) {
+      const t = this.txn;
+      this.txn = null;
+      t.abort().catch((e: unknown) => this.log.warning(`${this.queueId ?? 'NOQUEUE'}: cannot remove incomplete queue file: ${(e as Error).message}`));
+    }
+    this.queueId = null;
+    this.sender = null;
+    this.mailParams = null;
+    this.smtputf8 = false;
+    this.actSize = 0;
+    this.bdat = 'none';
+    this.bdatReader = null;
+    this.receivedLines = [];
+  }
+
+  private rcptReset(): void {
+    this.recipient = null;
+    this.recipients = [];
+    this.rcptCount = 0;
+    this.rcptOvershoot = 0;
+  }
+
+  // --- EHLO / HELO ---
+
+  private keyword(k: EhloKeyword): boolean {
+    return !this.discard.has(k);
+  }
+
+  async cmdHelo(argv: readonly Token[]): Promise<boolean> {
+    if (argv.length < 2) {
+      await this.send(501, null, 'Syntax: HELO hostname');
+      return false;
+    }
+    const name = argv
+      .slice(1)
+      .map((t) => t.text)
+      .join(' ');
+    if (!this.params.smtpd_delay_reject) {
+      const saved = this.helo;
+      this.helo = name;
+      const err = await this.svc.policy.checkHelo(this.subject());
+      this.helo = saved;
+      if (err !== null) {
+        await this.reply(err);
+        return false;
+      }
+    }
+    this.heloReset();
+    this.mailReset();
+    this.rcptReset();
+    this.helo = sanitizeHelo(name);
+    if (this.protocol !== 'ESMTP' && this.protocol !== 'SMTP') this.protocol = 'SMTP';
+    await this.send(250, null, this.params.myhostname);
+    return true;
+  }
+
+  async cmdEhlo(argv: readonly Token[]): Promise<boolean> {
+    if (argv.length < 2) {
+      await this.send(501, null, 'Syntax: EHLO hostname');
+      return false;
+    }
+    const name = argv
+      .slice(1)
+      .map((t) => t.text)
+      .join(' ');
+    if (!this.params.smtpd_delay_reject) {
+      const saved = this.helo;
+      this.helo = name;
+      const err = await this.svc.policy.checkHelo(this.subject());
+      this.helo = saved;
+      if (err !== null) {
+        await this.reply(err);
+        return false;
+      }
+    }
+    this.heloReset();
+    this.mailReset();
+    this.rcptReset();
+    this.helo = sanitizeHelo(name);
+    this.protocol = 'ESMTP';
+    const p = this.params;
+    const lines = [p.myhostname];
+    // RFC 1869 4.3; keyword order as Postfix smtpd.c ehlo_cmd().
+    if (this.keyword('pipelining')) lines.push('PIPELINING');
+    if (this.keyword('size')) lines.push(p.message_size_limit > 0 ? `SIZE ${p.message_size_limit}` : 'SIZE');
+    if (this.keyword('vrfy') && !p.disable_vrfy_command) lines.push('VRFY');
+    if (this.keyword('etrn')) lines.push('ETRN');
+    if (this.keyword('starttls') && this.svc.tlsLevel !== 'none' && !this.svc.tlsWrapper && this.tls === null && this.svc.tls !== null) lines.push('STARTTLS');
+    if (this.keyword('enhancedstatuscodes')) lines.push('ENHANCEDSTATUSCODES');
+    if (this.keyword('8bitmime')) lines.push('8BITMIME');
+    if (this.keyword('dsn')) lines.push('DSN');
+    if (p.smtputf8_enable && this.keyword('smtputf8')) lines.push('SMTPUTF8');
+    if (this.keyword('chunking')) lines.push('CHUNKING');
+    await this.reply(reply(250, null, ...lines));
+    return true;
+  }
+
+  // --- STARTTLS (RFC 3207) ---
+
+  async cmdStarttls(argv: readonly Token[]): Promise<boolean> {
+    if (argv.length !== 1) {
+      await this.send(501, '5.5.4', 'Syntax: STARTTLS');
+      return false;
+    }
+    if (this.tls !== null) {
+      await this.send(554, '5.5.1', 'Error: TLS already active');
+      return false;
+    }
+    if (this.svc.tlsLevel === 'none' || this.svc.tlsWrapper || !this.keyword('starttls')) {
+      await this.send(502, '5.5.1', 'Error: command not implemented');
+      return false;
+    }
+    if (this.svc.tls === null) {
+      // RFC 3207 4.
+      await this.send(454, '4.7.0', 'TLS not available due to local problem');
+      return false;
+    }
+    await this.send(220, '2.0.0', 'Ready to start TLS');
+    // The reply goes out on the plain socket; whatever the client pipelined after STARTTLS is
+    // thrown away (CVE-2011-0411), and the handshake starts in this same tick so no byte of it
+    // can be read as plaintext.
+    this.flush();
+    this.heloReset();
+    this.mailReset();
+    this.rcptReset();
+    return this.startTls();
+  }
+
+  /** The TLS handshake (STARTTLS or wrappermode). Returns false when the session must end. */
+  private async startTls(): Promise<boolean> {
+    const tlsEngine = this.svc.tls!;
+    const plain = this.reader.detach() as net.Socket;
+    this.reader.discardBuffered();
+    let session: TlsSession;
+    try {
+      session = await tlsEngine.upgrade(plain, { clientName: this.peer.name, clientAddr: this.peer.addr, log: this.log });
+    } catch {
+      // The TLS library logged why; the conversation is in an unknown state.
+      throw new SessionEnd('lost connection');
+    }
+    this.tls = session;
+    this.socket = session.socket;
+    this.socket.on('error', () => {});
+    this.reader.attach(session.socket);
+    if (tlsEngine.requireCcert && !session.trusted) {
+      const why = session.peerCert ? 'Client certificate not trusted' : 'No client certificate presented';
+      this.log.info(`NOQUEUE: abort: TLS from ${this.peer.namaddr}: ${why}`);
+      if (!this.svc.tlsWrapper) await this.readLine();
+      await this.send(421, '4.7.1', `${this.params.myhostname} Error: ${why}`);
+      return true;
+    }
+    return true;
+  }
+
+  // --- AUTH, XCLIENT, XFORWARD ---
+
+  async cmdAuth(_argv: readonly Token[]): Promise<boolean> {
+    if (this.params.smtpd_helo_required && this.helo === null) {
+      await this.send(503, '5.5.1', 'Error: send HELO/EHLO first');
+      return false;
+    }
+    // SASL authentication comes with its own issue; until then AUTH is never offered.
+    await this.send(503, '5.5.1', 'Error: authentication not enabled');
+    return false;
+  }
+
+  async cmdNotAuthorized(): Promise<boolean> {
+    await this.send(550, '5.7.0', 'Error: insufficient authorization');
+    return false;
+  }
+
+  // --- MAIL ---
+
+  async cmdMail(argv: readonly Token[], line: string): Promise<boolean> {
+    const p = this.params;
+    if (p.smtpd_helo_required && this.helo === null) {
+      await this.send(503, '5.5.1', 'Error: send HELO/EHLO first');
+      return false;
+    }
+    if (this.sender !== null) {
+      await this.send(503, '5.5.1', 'Error: nested MAIL command');
+      return false;
+    }
+    if (this.bdat !== 'none') {
+      await this.send(503, '5.5.1', 'Error: MAIL after BDAT');
+      return false;
+    }
+    if (argv.length < 3 || argv[1]!.text.toLowerCase() !== 'from:') {
+      await this.send(501, '5.5.4', 'Syntax: MAIL FROM:<address>');
+      return false;
+    }
+    if (!(await this.rateLimit('mail'))) return false;
+    const arg = line.replace(/^\s*\S+/, '');
+    let parsed: ReturnType<typeof parseMailFrom>;
+    try {
+      parsed = parseMailFrom(arg, { smtputf8_enable: p.smtputf8_enable && this.keyword('smtputf8') });
+    } catch (e) {
+      if (e instanceof ReplyError && e.reply.enhanced === '5.1.7' && !argv[2]!.error) {
+        this.log.warning(`Illegal address syntax from ${this.peer.namaddr} in MAIL command: ${printable(argv[2]!.text)}`);
+      }
+      throw e;
+    }
+    const params = parseMailParams(parsed.params, {
+      smtputf8_enable: p.smtputf8_enable && this.keyword('smtputf8'),
+      chunking: this.keyword('chunking'),
+      binarymime: false,
+      dsn: this.keyword('dsn'),
+    });
+    const sender = parsed.path.address;
+    if (p.message_size_limit > 0 && params.size !== null && params.size > p.message_size_limit) {
+      this.log.info(Policy.whatsup(this.subject({ sender }), 'reject', '552 5.3.4 Message size exceeds fixed limit'));
+      await this.send(552, '5.3.4', 'Message size exceeds fixed limit');
+      return false;
+    }
+    this.smtputf8 = params.smtputf8;
+    if (!p.smtpd_delay_reject) {
+      const err = await this.svc.policy.checkMail(this.subject({ sender }));
+      if (err !== null) {
+        this.smtputf8 = false;
+        await this.reply(err);
+        return false;
+      }
+    }
+    try {
+      await this.svc.cleanup.checkSpace(this.log);
+    } catch (e) {
+      this.smtputf8 = false;
+      if (e instanceof ReplyError) {
+        this.log.info(Policy.whatsup(this.subject(), 'reject', `${e.reply.code} ${e.reply.enhanced} ${e.reply.lines.join(' ')}`));
+      }
+      throw e;
+    }
+    this.arrival = new Date();
+    this.sender = sender;
+    this.mailParams = params;
+    if (!p.smtpd_delay_open_until_valid_rcpt) {
+      if (!(await this.openQueueFile())) {
+        this.mailReset();
+        return false;
+      }
+    }
+    await this.send(250, '2.1.0', 'Ok');
+    return true;
+  }
+
+  /** smtpd_client_message_rate_limit / smtpd_client_recipient_rate_limit (anvil). */
+  private async rateLimit(kind: 'mail' | 'rcpt'): Promise<boolean> {
+    const p = this.params;
+    const limit = kind === 'mail' ? p.smtpd_client_message_rate_limit : p.smtpd_client_recipient_rate_limit;
+    if (limit <= 0 || this.anvilKey === null) return true;
+    const rate = this.svc.anvil.event(`${kind}:${this.anvilKey}`, p.anvil_rate_time_unit * 1000);
+    if (rate <= limit) return true;
+    if (kind === 'mail') {
+      await this.send(450, '4.7.1', `Error: too much mail from ${this.peer.addr}`);
+      this.log.warning(`Message delivery request rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
+    } else {
+      this.log.warning(`Recipient address rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
+      await this.send(450, '4.7.1', `Error: too many recipients from ${this.peer.addr}`);
+    }
+    return false;
+  }
+
+  /** Open the queue file and log `QID: client=...` (Postfix mail_open_stream()). */
+  private async openQueueFile(): Promise<boolean> {
+    try {
+      this.txn = await this.svc.cleanup.open();
+    } catch (e) {
+      if (e instanceof ReplyError) {
+        await this.reply(e.reply);
+        return false;
+      }
+      throw e;
+    }
+    this.queueId = this.txn.queueId;
+    this.log.info(`${this.queueId}: client=${this.peer.namaddr}`);
+    return true;
+  }
+
+  // --- RCPT ---
+
+  async cmdRcpt(argv: readonly Token[], line: string): Promise<boolean> {
+    const p = this.params;
+    if (this.sender === null) {
+      await this.send(503, '5.5.1', 'Error: need MAIL command');
+      return false;
+    }
+    if (this.bdat !== 'none') {
+      await this.send(503, '5.5.1', 'Error: RCPT after BDAT');
+      return false;
+    }
+    if (argv.length < 3 || argv[1]!.text.toLowerCase() !== 'to:') {
+      await this.send(501, '5.5.4', 'Syntax: RCPT TO:<address>');
+      return false;
+    }
+    if (!(await this.rateLimit('rcpt'))) return false;
+    const arg = line.replace(/^\s*\S+/, '');
+    let parsed: ReturnType<typeof parseRcptTo>;
+    try {
+      parsed = parseRcptTo(arg, { smtputf8: this.smtputf8 });
+    } catch (e) {
+      if (e instanceof ReplyError && e.reply.enhanced === '5.1.3' && !argv[2]!.error) {
+        this.log.warning(`Illegal address syntax from ${this.peer.namaddr} in RCPT command: ${printable(argv[2]!.text)}`);
+      }
+      throw e;
+    }
+    const rparams = parseRcptParams(parsed.params, { dsn: this.keyword('dsn') });
+    if (p.smtpd_recipient_limit > 0 && this.rcptCount >= p.smtpd_recipient_limit) {
+      await this.send(452, '4.5.3', 'Error: too many recipients');
+      // Postfix rcpt_cmd(): the first smtpd_recipient_overshoot_limit of these are not errors.
+      return this.rcptOvershoot++ < p.smtpd_recipient_overshoot_limit;
+    }
+    const address = parsed.path.address;
+    const err = await this.svc.policy.checkRcpt(this.subject({ recipient: address }));
+    if (err !== null) {
+      await this.reply(err);
+      return false;
+    }
+    if (this.txn === null && !(await this.openQueueFile())) return false;
+    this.rcptCount++;
+    if (this.recipient === null) this.recipient = address;
+    // RFC 3461 5.2.1: ORCPT as received, else the address as the client wrote it.
+    const orcpt = rparams.orcpt !== null ? `${rparams.orcpt.type};${rparams.orcpt.address}` : `rfc822;${argv[2]!.text.replace(/^<(.*)>$/, '$1')}`;
+    this.recipients.push({ address, notify: rparams.notify, orcpt });
+    await this.send(250, '2.1.5', 'Ok');
+    return true;
+  }
+
+  // --- DATA (RFC 5321 4.1.1.4) ---
+
+  async cmdData(argv: readonly Token[]): Promise<boolean> {
+    if (this.bdat !== 'none') {
+      await this.send(503, '5.5.1', 'Error: DATA after BDAT');
+      return false;
+    }
+    if (this.rcptCount === 0) {
+      if (this.sender === null) await this.send(503, '5.5.1', 'Error: need RCPT command');
+      else await this.send(554, '5.5.1', 'Error: no valid recipients');
+      return false;
+    }
+    if (argv.length !== 1) {
+      await this.send(501, '5.5.4', 'Syntax: DATA');
+      return false;
+    }
+    const err = await this.svc.policy.checkData(this.subject({ recipient: this.rcptCount > 1 ? null : this.recipient }));
+    if (err !== null) {
+      await this.reply(err);
+      return false;
+    }
+    this.prepareReceived();
+    await this.send(354, null, 'End data with <CR><LF>.<CR><LF>');
+    this.where = WHERE_DATA;
+    const dr = new DataReader({ bareNewline: this.bareLfPolicy() });
+    let error: 'size' | 'write' | null = null;
+    for (;;) {
+      const chunk = await this.readChunk();
+      const r = dr.push(chunk);
+      if (r.content.length > 0 && error === null) {
+        const limit = this.params.message_size_limit;
+        if (limit > 0 && this.actSize + r.content.length > limit) {
+          error = 'size';
+          this.log.warning(`${this.queueId ?? 'NOQUEUE'}: queue file size limit exceeded`);
+        } else {
+          this.actSize += r.content.length;
+          error = (await this.write(r.content)) ? null : 'write';
+        }
+      } else if (error !== null) {
+        this.actSize += r.content.length;
+      }
+      if (r.done) {
+        this.reader.unshift(r.rest);
+        break;
+      }
+    }
+    this.where = WHERE_EOM;
+    const bareLf = dr.bareLf && this.rejectBareLf();
+    return this.finishMessage(error, bareLf, false);
+  }
+
+  /** Write content to the transaction (waiting while the disk lags); false without one. */
+  private async write(b: Buffer): Promise<boolean> {
+    if (this.txn === null) return false;
+    if (!this.txn.write(b)) await this.txn.drain();
+    return true;
+  }
+
+  /** The Received: header for this message (built before the content; Postfix prepends it). */
+  private prepareReceived(): void {
+    const p = this.params;
+    const tlsLines: string[] = [];
+    if (this.tls !== null && p.smtpd_tls_received_header) {
+      tlsLines.push(...this.svc.receivedTlsLines(this.tls));
+    }
+    this.receivedLines = receivedHeader({
+      helo: this.helo,
+      clientName: this.peer.name,
+      rfcAddr: this.peer.rfcAddr,
+      tlsLines,
+      myhostname: p.myhostname,
+      mailName: p.mail_name,
+      withProtocol: this.withProtocol(),
+      queueId: this.queueId ?? 'NOQUEUE',
+      recipient: this.rcptCount === 1 ? this.recipient : null,
+      date: this.arrival,
+    });
+  }
+
+  /** RFC 3848 protocol name for Received: (ESMTPS, UTF8SMTPS, ...). */
+  private withProtocol(): string {
+    const base = this.smtputf8 ? 'UTF8SMTP' : this.protocol;
+    const s = this.tls !== null && this.protocol === 'ESMTP' ? 'S' : '';
+    const a = this.saslUsername !== null && this.protocol === 'ESMTP' ? 'A' : '';
+    return base + s + a;
+  }
+
+  /** Commit or report (Postfix common_post_message_handling()). */
+  private async finishMessage(error: 'size' | 'write' | null, bareLf: boolean, isBdat: boolean): Promise<boolean> {
+    const p = this.params;
+    let ok = false;
+    if (error === null && bareLf) {
+      this.log.info(Policy.whatsup(this.subject(), 'reject', 'bare <LF> received'));
+      await this.reply(bareLfReply(p.smtpd_forbid_bare_newline_reject_code, p.myhostname));
+    } else if (error === 'size') {
+      await this.send(552, '5.3.4', 'Error: message file too big');
+    } else if (error === 'write' || this.txn === null) {
+      await this.send(451, '4.3.0', 'Error: queue file write error');
+    } else {
+      const txn = this.txn;
+      const input: CleanupInput = {
+        sender: this.sender ?? '',
+        recipients: this.recipients,
+        ret: this.mailParams?.ret ?? null,
+        envid: this.mailParams?.envid ?? null,
+        smtputf8: this.smtputf8,
+        body: this.mailParams?.body ?? null,
+        client: this.clientFacts(),
+        receivedHeader: this.receivedLines.join('\r\n'),
+        addMissingHeaders: this.svc.addMissingHeaders(this.peer.addr, this.saslUsername !== null),
+      };
+      try {
+        const r = await txn.commit(input);
+        this.txn = null;
+        ok = true;
+        this.errorCount = 0;
+        this.junkCmds = 0;
+        if (isBdat) await this.send(250, '2.0.0', `Ok: ${this.actSize} bytes queued as ${r.queueId}`);
+        else await this.send(250, '2.0.0', `Ok: queued as ${r.queueId}`);
+      } catch (e) {
+        this.txn = null;
+        if (!(e instanceof ReplyError)) throw e;
+        await this.reply(e.reply);
+      }
+    }
+    this.mailReset();
+    this.rcptReset();
+    return ok;
+  }
+
+  private clientFacts(): ClientFacts {
+    const t = this.tls;
+    return {
+      name: this.peer.name,
+      addr: this.peer.addr,
+      port: this.peer.port,
+      helo: this.helo,
+      protocol: this.withProtocol(),
+      tls: t === null ? null : { protocol: t.protocol, cipher: t.cipher, bits: t.bits, algBits: t.algBits },
+      saslUsername: this.saslUsername,
+      localAddr: this.raw.localAddress ?? '',
+    };
+  }
+
+  // --- BDAT (RFC 3030) ---
+
+  /** Read and drop a chunk, reply, and stay in (or leave) the BDAT error state (Postfix skip_bdat()). */
+  private async skipBdat(size: number, last: boolean, r: Reply): Promise<boolean> {
+    let left = size;
+    while (left > 0) left -= (await this.readChunk(Math.min(left, 65536))).length;
+    await this.reply(r);
+    if (last) {
+      this.mailReset();
+      this.rcptReset();
+    } else {
+      this.bdat = 'error';
+    }
+    return false;
+  }
+
+  async cmdBdat(argv: readonly Token[], line: string): Promise<boolean> {
+    const p = this.params;
+    if (!this.keyword('chunking')) {
+      await this.send(521, '5.5.1', 'Error: command not implemented');
+      return false;
+    }
+    const last = argv.length === 3;
+    if (argv.length < 2 || argv.length > 3 || !/^\d+$/.test(argv[1]!.text) || argv[1]!.text.length > 18 || (last && argv[2]!.text.toUpperCase() !== 'LAST')) {
+      this.log.warning(`${this.queueId ?? 'NOQUEUE'}: malformed BDAT command syntax from ${this.peer.namaddr}: ${printable(line).slice(0, 100)}`);
+      await this.send(521, '5.5.4', 'Syntax: BDAT count [LAST]');
+      return false;
+    }
+    const size = Number(argv[1]!.text);
+    if (size === 0 && !last) {
+      this.log.warning(`${this.queueId ?? 'NOQUEUE'}: null BDAT request from ${this.peer.namaddr}`);
+      return this.skipBdat(size, last, reply(551, '5.7.1', 'Null BDAT request'));
+    }
+    if (this.bdat === 'error') return this.skipBdat(size, last, reply(551, '5.0.0', `Discarded ${size} bytes after earlier error`));
+    if (this.bdat === 'none') {
+      if (this.rcptCount === 0) {
+        return this.skipBdat(size, last, this.sender === null ? reply(503, '5.5.1', 'Error: need RCPT command') : reply(554, '5.5.1', 'Error: no valid recipients'));
+      }
+      const err = await this.svc.policy.checkData(this.subject({ recipient: this.rcptCount > 1 ? null : this.recipient }));
+      if (err !== null) return this.skipBdat(size, last, err);
+    }
+    if (p.message_size_limit > 0 && this.actSize > p.message_size_limit - size) {
+      this.log.warning(`${this.queueId ?? 'NOQUEUE'}: BDAT request from ${this.peer.namaddr} exceeds message size limit`);
+      return this.skipBdat(size, last, reply(552, '5.3.4', 'Chunk exceeds message size limit'));
+    }
+    if (this.bdat === 'none') {
+      this.prepareReceived();
+      this.bdatReader = new DataReader({ bareNewline: this.bareLfPolicy(), mode: 'bdat' });
+    }
+    const dr = this.bdatReader!;
+    this.bdat = 'ok';
+    this.where = WHERE_BDAT;
+    let error: 'size' | 'write' | null = null;
+    const take = async (content: Buffer): Promise<void> => {
+      if (error !== null || content.length === 0) return;
+      if (p.message_size_limit > 0 && this.actSize + content.length > p.message_size_limit) {
+        error = 'size';
+        this.log.warning(`${this.queueId ?? 'NOQUEUE'}: queue file size limit exceeded`);
+        return;
+      }
+      this.actSize += content.length;
+      if (!(await this.write(content))) error = 'write';
+    };
+    let left = size;
+    while (left > 0) {
+      const chunk = await this.readChunk(Math.min(left, 65536));
+      left -= chunk.length;
+      await take(dr.push(chunk).content);
+    }
+    const bareLf = dr.bareLf && this.rejectBareLf();
+    if (last) {
+      // A message that does not end in a line end gets one (Postfix stores whole lines).
+      await take(dr.end());
+      this.where = WHERE_EOM;
+      return this.finishMessage(error, bareLf, true);
+    }
+    if (error !== null || bareLf) {
+      await this.finishMessage(error, bareLf, true);
+      this.bdat = 'error';
+      return false;
+    }
+    await this.send(250, '2.0.0', `Ok: ${size} bytes`);
+    return true;
+  }
+
+  // --- RSET, NOOP, VRFY, ETRN, QUIT, HELP ---
+
+  async cmdRset(argv: readonly Token[]): Promise<boolean> {
+    if (argv.length !== 1) {
+      await this.send(501, '5.5.4', 'Syntax: RSET');
+      return false;
+    }
+    this.mailReset();
+    this.rcptReset();
+    await this.send(250, '2.0.0', 'Ok');
+    return true;
+  }
+
+  async cmdNoop(): Promise<boolean> {
+    await this.send(250, '2.0.0', 'Ok');
+    return true;
+  }
+
+  async cmdVrfy(argv: readonly Token[]): Promise<boolean> {
+    const p = this.params;
+    if (p.disable_vrfy_command) {
+      await this.send(502, '5.5.1', 'VRFY command is disabled');
+      return false;
+    }
+    let args = argv.slice(1).map((t) => t.text);
+    let smtputf8 = false;
+    if (p.smtputf8_enable && this.keyword('smtputf8') && args.length > 0 && args[args.length - 1]!.toUpperCase() === 'SMTPUTF8') {
+      args = args.slice(0, -1);
+      smtputf8 = true;
+    }
+    if (args.length < 1) {
+      await this.send(501, '5.5.4', `Syntax: VRFY address${p.smtputf8_enable ? ' [SMTPUTF8]' : ''}`);
+      return false;
+    }
+    if (!(await this.rateLimit('rcpt'))) return false;
+    const text = args.join(' ');
+    let address: string;
+    try {
+      address = parseRcptTo(`TO:${text.startsWith('<') ? text : `<${text}>`}`, { smtputf8 }).path.address;
+    } catch {
+      await this.send(501, '5.1.3', 'Bad recipient address syntax');
+      return false;
+    }
+    const saved = this.smtputf8;
+    if (smtputf8) this.smtputf8 = true;
+    const err = await this.svc.policy.checkRcpt(this.subject({ recipient: address }));
+    this.smtputf8 = saved;
+    if (err !== null) {
+      await this.reply(err);
+      return false;
+    }
+    await this.send(252, '2.0.0', argv[1]!.text);
+    return true;
+  }
+
+  async cmdEtrn(argv: readonly Token[]): Promise<boolean> {
+    if (this.params.smtpd_helo_required && this.helo === null) {
+      await this.send(503, null, 'Error: send HELO/EHLO first');
+      return false;
+    }
+    if (this.sender !== null) {
+      await this.send(503, null, 'Error: MAIL transaction in progress');
+      return false;
+    }
+    if (argv.length !== 2) {
+      await this.send(500, null, 'Syntax: ETRN domain');
+      return false;
+    }
+    let site = argv[1]!.text;
+    if (site.startsWith('@') || site.startsWith('#')) site = site.slice(1);
+    // RFC 1985 5; as an extension an address literal in [] (Postfix).
+    const literal = /^\[(?:IPv6:)?[0-9A-Fa-f:.]+\]$/.test(site);
+    if (!literal && !/^[A-Za-z0-9_.-]+$/.test(site)) {
+      await this.send(501, null, 'Error: invalid parameter syntax');
+      return false;
+    }
+    const err = await this.svc.policy.checkEtrn(this.subject(), site);
+    if (err !== null) {
+      await this.reply(err);
+      return false;
+    }
+    if (!this.svc.etrnAllowed(site)) {
+      this.log.warning(`reject: ETRN ${site.slice(0, 100)}... from ${this.peer.namaddr}`);
+      await this.send(459, null, `<${site}>: service unavailable`);
+      return false;
+    }
+    try {
+      await this.svc.etrn(site);
+    } catch {
+      this.log.warning('unable to talk to fast flush service');
+      await this.send(458, null, 'Unable to queue messages');
+      return false;
+    }
+    await this.send(250, null, 'Queuing started');
+    return true;
+  }
+
+  async cmdQuit(): Promise<boolean> {
+    await this.send(221, '2.0.0', 'Bye');
+    // Make sure "250 queued" and "221" are out before anything else happens.
+    this.flush();
+    return true;
+  }
+
+  async cmdHelp(): Promise<boolean> {
+    await this.send(214, '2.0.0', helpText());
+    return true;
+  }
+}
+
+export { mailDate };
