@@ -378,7 +378,18 @@ class Translator {
       default:
         break;
     }
-    if (/[1-9]/.test(e)) throw new Refused(inClass ? `octal escape "\\${e}" in a character class` : `backreference "\\${e}"`, inClass ? undefined : BACKREF_WHY);
+    if (/[1-9]/.test(e)) {
+      // PCRE: \1-\9, or a number up to the groups seen so far, is a backreference; any other
+      // number is up to three octal digits (\103 is "C").
+      const digits = /^[0-9]*/.exec(p.slice(this.i - 1))![0];
+      const octal = /^[0-7]{1,3}/.exec(digits)?.[0];
+      if (!inClass && (Number(digits) < 10 || Number(digits) <= this.groups || octal === undefined)) {
+        throw new Refused(`backreference "\\${digits}"`, BACKREF_WHY);
+      }
+      if (octal === undefined) throw new Refused(`escape "\\${e}" in a character class`);
+      this.i += octal.length - 1;
+      return hex4(Number.parseInt(octal, 8));
+    }
     if (e === 'g' || e === 'k') throw new Refused(`backreference "\\${e}"`, BACKREF_WHY);
     if (isAlnum(e)) throw new Refused(`escape "\\${e}"`);
     return `\\${e}`;
