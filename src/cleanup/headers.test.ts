@@ -78,6 +78,19 @@ describe('cleanup/headers', () => {
     assert.equal(text, `X-Long: ${'a'.repeat(92)}\r\nSubject: kept\r\n\r\nbody\r\n`);
   });
 
+  test('cleanup: header_size_limit cuts as Postfix 3.7 does: before the crossing line (nice cut) or at the limit (unkind cut)', () => {
+    // Golden: what Postfix 3.7.11 delivered for these headers with header_size_limit = 102400.
+    const b19 = `\t${'b'.repeat(5000)}\r\n`.repeat(19);
+    const t1 = `X-Big: ${'a'.repeat(3000)}\r\n${b19}\t${'c'.repeat(5000)}\r\n\tshort\r\nX-After: yes\r\n\r\n`;
+    assert.equal(runPass(Buffer.from(t1), [4096, 70000]).out.toString(), `X-Big: ${'a'.repeat(3000)}\r\n${b19}X-After: yes\r\n\r\n`);
+    const t2 = `X-One: ${'d'.repeat(150000)}\r\n\tshort2\r\nX-After: yes\r\n\r\n`;
+    assert.equal(runPass(Buffer.from(t2), [1000, 102399, 102401]).out.toString(), `X-One: ${'d'.repeat(102393)}\r\nX-After: yes\r\n\r\n`);
+    const t3 = `X-Two: ${'e'.repeat(100000)}\r\n\t${'f'.repeat(1000)}\r\n\tshort3\r\nX-After: yes\r\n\r\n`;
+    const r3 = runPass(Buffer.from(t3), [50000]);
+    assert.equal(r3.out.toString(), t3);
+    assert.equal(r3.pass.truncated, false);
+  });
+
   test('cleanup: a body line longer than header_size_limit right after the headers is kept whole', () => {
     const body = 'z'.repeat(500);
     const { out, pass } = runPass(Buffer.from(`Subject: s\r\n${body}\r\nmore\r\n`), [20, 300], 100);

@@ -147,10 +147,15 @@ export class HeaderPass {
   /** The current physical line's bytes (at most header_size_limit). */
   private line: Buffer[] = [];
   private lineLen = 0;
-  /** The logical header field being collected (complete lines, CRLF-terminated). */
+  /**
+   * The logical header field being collected: its physical lines without line ends, each kept
+   * only as far as needed to apply header_size_limit, and its length as Postfix counts it
+   * (lines joined by one LF; whole lines appended while the field is under the limit).
+   */
   private field: Buffer[] = [];
-  private fieldLen = 0;
-  private fieldCut = false;
+  private fieldLf = 0;
+  /** The last line of `field` runs past header_size_limit (it is held only in part). */
+  private lastCrosses = false;
   /** Discard input up to the end of the current physical line (an over-long header line). */
   private dropRestOfLine = false;
   private lastByte = -1;
@@ -219,7 +224,7 @@ export class HeaderPass {
   }
 
   private classify(line: Buffer): 'header' | 'cont' | 'eoh' {
-    if (line.length > 0 && (line[0] === SP || line[0] === TAB)) return this.fieldLen > 0 ? 'cont' : 'eoh';
+    if (line.length > 0 && (line[0] === SP || line[0] === TAB)) return this.field.length > 0 ? 'cont' : 'eoh';
     return headerNameLength(line) > 0 ? 'header' : 'eoh';
   }
 
@@ -236,34 +241,59 @@ export class HeaderPass {
     this.addToField(line, false);
   }
 
-  private addToField(line: Buffer, cut: boolean): void {
-    if (this.fieldCut) {
+  /**
+   * Add a physical line (`partial`: only a prefix of an over-long line). Postfix's mime_state
+   * appends a line while the field is shorter than header_size_limit; beyond that, lines are
+   * discarded. Only limit + 1 bytes of the field can matter to the cut, so no more are kept.
+   */
+  private addToField(line: Buffer, partial: boolean): void {
+    const limit = this.o.header_size_limit;
+    let text = line;
+    while (text.length > 0 && (text[text.length - 1] === LF || text[text.length - 1] === CR)) text = text.subarray(0, text.length - 1);
+    const sep = this.field.length > 0 ? 1 : 0;
+    if (sep && this.fieldLf >= limit) {
       this.truncated = true;
-      return; // the field is already at its limit: continuation lines are dropped
-    }
-    const room = this.o.header_size_limit - this.fieldLen;
-    if (!cut && line.length <= room) {
-      this.field.push(line);
-      this.fieldLen += line.length;
       return;
     }
-    // Cut at header_size_limit, keeping the line structure (the kept part ends with CRLF).
-    let keep = line.subarray(0, Math.max(0, Math.min(room, line.length)));
-    while (keep.length > 0 && (keep[keep.length - 1] === LF || keep[keep.length - 1] === CR)) keep = keep.subarray(0, keep.length - 1);
-    if (keep.length > 0) {
-      this.field.push(keep, CRLF);
-      this.fieldLen += keep.length + 2;
+    const start = this.fieldLf + sep;
+    const room = Math.max(0, limit - start + 1);
+    // A partial line continues past what we hold: it crosses the limit whatever its length.
+    const crosses = partial || text.length > room;
+    this.field.push(crosses ? text.subarray(0, Math.min(text.length, room)) : text);
+    this.lastCrosses = crosses;
+    this.fieldLf = crosses ? limit + 1 : start + text.length;
+  }
+
+  /**
+   * The field as cleanup writes it (cleanup_out.c cleanup_out_header): when a line crosses
+   * header_size_limit, cut before that line if that keeps over 90% of the limit ("nice cut"),
+   * else cut inside it at exactly the limit ("unkind cut"); what follows is discarded.
+   */
+  private cutField(): Buffer[] {
+    const limit = this.o.header_size_limit;
+    const lines = this.field;
+    const out: Buffer[] = [];
+    let pos = 0;
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!;
+      const length = i === lines.length - 1 && this.lastCrosses ? Number.POSITIVE_INFINITY : line.length;
+      if (pos + length > limit) {
+        this.truncated = true;
+        if (pos <= 0.9 * limit) out.push(line.subarray(0, limit - pos), CRLF);
+        break;
+      }
+      out.push(line, CRLF);
+      pos += line.length + 1;
     }
-    this.fieldCut = true;
-    this.truncated = true;
+    return out;
   }
 
   private flushField(): void {
-    if (this.fieldLen === 0) return;
-    const field = this.field.length === 1 ? this.field[0]! : Buffer.concat(this.field);
+    if (this.field.length === 0) return;
+    const field = Buffer.concat(this.cutField());
     this.field = [];
-    this.fieldLen = 0;
-    this.fieldCut = false;
+    this.fieldLf = 0;
+    this.lastCrosses = false;
     const nameLen = headerNameLength(field);
     const name = field.subarray(0, nameLen).toString('latin1').toLowerCase();
     const f = this.facts;

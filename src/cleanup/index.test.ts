@@ -298,6 +298,15 @@ describe('cleanup', () => {
     });
   }
 
+  test('cleanup: a queue file that cannot be created gives 451 4.3.0 at open', async () => {
+    const q = await queueDir();
+    const fs: DurableFs = { ...nodeFs, open: async () => Promise.reject(Object.assign(new Error('ENOSPC: injected'), { code: 'ENOSPC' })) };
+    const { cleanup, log } = setup({ q, fs });
+    await assert.rejects(cleanup.open(), isReply(451, '4.3.0', 'Error: queue file write error'));
+    assert.match(log.texts().join('\n'), /^warning: mail_queue_enter: create file incoming\/\d+\.\d+\.\d+\.tmp: No space left on device$/);
+    assert.deepEqual(await incoming(q), []);
+  });
+
   test('cleanup: a full disk (small tmpfs) gives 451 4.3.0 and leaves no half file', async (t) => {
     const q = await queueDir();
     await fsp.mkdir(q, { recursive: true });

@@ -180,15 +180,25 @@ export class Cleanup {
     }
   }
 
-  /** Opens a new queue file in incoming/ (not visible to qmgr until commit). Allocates the queue id. */
+  /**
+   * Opens a new queue file in incoming/ (not visible to qmgr until commit). Allocates the queue id.
+   * Throws ReplyError 451 4.3.0 when the file cannot be created (full disk, permissions).
+   */
   async open(): Promise<CleanupTxn> {
-    await createQueueDirectories(this.queue_directory);
     const created = this.now();
     tempCounter += 1;
     const temp = path.join(queueDirPath(this.queue_directory, 'incoming'), `${created.usec}.${process.pid}.${tempCounter}.tmp`);
-    const { writer, inode } = await QueueFileWriter.create(temp, this.fs);
-    const queueId = makeQueueId(this.params.enable_long_queue_ids, created, inode);
-    return new Txn(this, writer, temp, queueId, created.sec * 1000 + created.usec / 1000);
+    let opened: { writer: QueueFileWriter; inode: bigint };
+    try {
+      await createQueueDirectories(this.queue_directory);
+      opened = await QueueFileWriter.create(temp, this.fs);
+    } catch (err) {
+      // Postfix mail_queue_enter(): "create file incoming/...: %m"; smtpd answers as for a write error.
+      this.logger.warning(`mail_queue_enter: create file incoming/${path.basename(temp)}: ${strerror(err)}`);
+      throw writeError();
+    }
+    const queueId = makeQueueId(this.params.enable_long_queue_ids, created, opened.inode);
+    return new Txn(this, opened.writer, temp, queueId, created.sec * 1000 + created.usec / 1000);
   }
 }
 
