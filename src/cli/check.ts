@@ -30,6 +30,7 @@ import { ConfigError, PosternError } from '../errors.js';
 import { strerror } from '../log/strerror.js';
 import { parseInetProtocols } from '../master/listen.js';
 import { checkCertificates, checkChainFiles, type Finding } from '../tls/certs.js';
+import { type SmtpdTlsLevel, smtpdTlsLevel } from '../tls/level.js';
 import type { CliContext } from './context.js';
 
 const USAGE = `usage: postern [-c config_dir] check
@@ -49,10 +50,9 @@ export interface CheckOptions {
 }
 
 /** The smtpd TLS facts of one set of effective parameters. */
-function smtpdTls(p: Params): { level: 'none' | 'may' | 'encrypt'; wrapper: boolean } {
-  // postconf(5) smtpd_tls_security_level: empty means the legacy smtpd_use_tls/smtpd_enforce_tls decide.
-  const level = p.smtpd_tls_security_level !== '' ? p.smtpd_tls_security_level : p.smtpd_enforce_tls ? 'encrypt' : p.smtpd_use_tls ? 'may' : 'none';
-  return { level, wrapper: p.smtpd_tls_wrappermode };
+function smtpdTls(p: Params): { level: SmtpdTlsLevel; wrapper: boolean } {
+  // The one smtpd level policy (DESIGN invariant 5): legacy smtpd_use_tls/enforce_tls, wrappermode.
+  return { level: smtpdTlsLevel(p), wrapper: p.smtpd_tls_wrappermode };
 }
 
 /** Findings about the TLS files of one smtpd service (or of main.cf when master.cf has no smtpd). */

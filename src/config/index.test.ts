@@ -26,7 +26,7 @@ test('config: the seed main.cf loads with every value typed and no warning', asy
   assert.deepEqual(c.warnings, []);
   const p = c.params;
   assert.equal(p.smtp_tls_security_level, 'may');
-  assert.equal(p.smtp_tls_loglevel, 1);
+  assert.equal(p.smtp_tls_loglevel, '1');
   assert.equal(p.smtp_tls_ciphers, 'export');
   assert.deepEqual(p.smtp_tls_protocols, ['!SSLv2', '!SSLv3']);
   assert.equal(p.smtpd_tls_ask_ccert, true);

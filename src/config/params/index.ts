@@ -286,7 +286,7 @@ export const PARAMS = {
   broken_sasl_auth_clients: bool('no', 'smtpd', 'Also announce AUTH=mechanisms for old Outlook clients.'),
 
   // smtpd: TLS
-  smtpd_tls_security_level: oneOf(['', 'none', 'may', 'encrypt'] as const, '', 'smtpd', 'The SMTP server TLS security level: none, may (STARTTLS offered) or encrypt (required).'),
+  smtpd_tls_security_level: oneOf(['', 'none', 'may', 'encrypt'] as const, '', 'smtpd', 'The SMTP server TLS security level: none, may (STARTTLS offered) or encrypt (required); fingerprint/verify/secure run as encrypt with a warning, as Postfix.'),
   smtpd_use_tls: bool('no', 'smtpd', 'Legacy: announce STARTTLS (≡ smtpd_tls_security_level = may).'),
   smtpd_enforce_tls: bool('no', 'smtpd', 'Legacy: require TLS (≡ smtpd_tls_security_level = encrypt).'),
   smtpd_tls_wrappermode: bool('no', 'smtpd', 'Run TLS before the greeting (port 465, submissions).'),
@@ -311,7 +311,7 @@ export const PARAMS = {
   smtpd_tls_mandatory_exclude_ciphers: list('', 'smtpd', 'Ciphers additionally excluded when TLS is mandatory.'),
   smtpd_tls_eecdh_grade: oneOf(['auto', 'strong', 'ultra', 'none'] as const, 'auto', 'smtpd', 'The ECDHE curve selection.'),
   smtpd_tls_dh1024_param_file: str('', 'smtpd', 'PEM file with DH parameters for non-export EDH ciphers.'),
-  smtpd_tls_loglevel: int('0', 'smtpd', 'TLS logging in the SMTP server: 0 none, 1 summary, 2 negotiation, 3-4 dumps.', { min: 0 }),
+  smtpd_tls_loglevel: str('0', 'smtpd', 'TLS logging in the SMTP server: 0 none, 1 summary, 2 negotiation, 3-4 dumps; or names (routine, debug, ...) and feature words.'),
   smtpd_tls_received_header: bool('no', 'smtpd', 'Record the TLS protocol and cipher in the Received: header.'),
   smtpd_tls_session_cache_database: str('', 'smtpd', 'Session cache database (Postern uses session tickets and ignores it).'),
   smtpd_tls_session_cache_timeout: time('3600s', 'smtpd', 'How long TLS session tickets/cache entries stay valid.', 's'),
@@ -383,7 +383,7 @@ export const PARAMS = {
   smtp_tls_mandatory_ciphers: oneOf(['high', 'medium', 'low', 'export', 'null'] as const, 'medium', 'smtp', 'The cipher grade when TLS is mandatory.'),
   smtp_tls_exclude_ciphers: list('', 'smtp', 'Ciphers or cipher types excluded at every TLS level.'),
   smtp_tls_mandatory_exclude_ciphers: list('', 'smtp', 'Ciphers additionally excluded when TLS is mandatory.'),
-  smtp_tls_loglevel: int('0', 'smtp', 'TLS logging in the SMTP client: 0 none, 1 summary, 2 negotiation, 3-4 dumps.', { min: 0 }),
+  smtp_tls_loglevel: str('0', 'smtp', 'TLS logging in the SMTP client: 0 none, 1 summary, 2 negotiation, 3-4 dumps; or names (routine, debug, ...) and feature words.'),
   smtp_tls_note_starttls_offer: bool('no', 'smtp', 'Log "Host offered STARTTLS" when TLS was not used.'),
   smtp_tls_policy_maps: tables('', 'smtp', 'Tables of per-destination TLS policy (level and attributes).'),
   smtp_tls_per_site: tables('', 'smtp', 'Legacy per-site TLS policy tables.'),
