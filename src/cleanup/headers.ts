@@ -349,11 +349,14 @@ const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 const p2 = (n: number): string => String(n).padStart(2, '0');
 
-/** The local time-zone abbreviation, as strftime's %Z (UTC when the offset is zero and none is known). */
+/**
+ * The local time zone's name for the `(%Z)` comment: the abbreviation where the platform has one
+ * (`UTC`, `EST`, `PDT`), else Intl's short form (`GMT+1`; glibc would say `CET`).
+ */
 function zoneName(d: Date): string {
   try {
     const part = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d).find((x) => x.type === 'timeZoneName');
-    if (part && !/^GMT[+-]/.test(part.value)) return part.value === 'GMT' && d.getTimezoneOffset() === 0 ? 'UTC' : part.value;
+    if (part) return part.value === 'GMT' && d.getTimezoneOffset() === 0 && !process.env.TZ?.startsWith('GMT') ? 'UTC' : part.value;
   } catch {
     // fall through
   }

@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createQueueDirectories, queueFilePath, removeStaleTemporaryFiles } from './directories.js';
+import { createQueueDirectories, listQueueIds, moveQueueFile, queueFilePath, removeQueueFile, removeStaleTemporaryFiles } from './directories.js';
 
 let tmp: string;
 before(async () => {
@@ -47,5 +47,22 @@ describe('queue/directories', () => {
     await fsp.utimes(path.join(inc, '123.456.1.tmp'), old, old);
     assert.deepEqual(await removeStaleTemporaryFiles(q, 600_000), ['123.456.1.tmp']);
     assert.deepEqual((await fsp.readdir(inc)).sort(), ['124.456.2.tmp', '4516420F32']);
+  });
+
+  test('queue directories: files move between queues by rename, keeping the id; mtime sets the retry time', async () => {
+    const q = path.join(tmp, 'spool4');
+    await createQueueDirectories(q);
+    await fsp.writeFile(path.join(q, 'incoming', '4516420F32'), 'x');
+    await fsp.writeFile(path.join(q, 'incoming', '1.2.3.tmp'), 'tmp');
+    assert.deepEqual(await listQueueIds(q, 'incoming'), ['4516420F32']);
+    const ino = (await fsp.stat(path.join(q, 'incoming', '4516420F32'))).ino;
+    const retry = new Date(Date.now() + 300_000);
+    await moveQueueFile(q, '4516420F32', 'incoming', 'deferred', { mtime: retry });
+    const st = await fsp.stat(path.join(q, 'deferred', '4516420F32'));
+    assert.equal(st.ino, ino);
+    assert.equal(Math.round(st.mtimeMs / 1000), Math.round(retry.getTime() / 1000));
+    assert.deepEqual(await listQueueIds(q, 'incoming'), []);
+    await removeQueueFile(q, '4516420F32', 'deferred');
+    assert.deepEqual(await listQueueIds(q, 'deferred'), []);
   });
 });

@@ -17,6 +17,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { PosternError } from '../errors.js';
+import { type DurableOptions, renameDurable, unlinkDurable } from '../io/durable.js';
 import { isQueueId } from './id.js';
 
 export const QUEUE_NAMES = ['incoming', 'active', 'deferred', 'hold', 'corrupt', 'maildrop'] as const;
@@ -114,4 +115,32 @@ export async function removeStaleTemporaryFiles(queue_directory: string, olderTh
     }
   }
   return removed;
+}
+
+/** The queue ids in one queue directory (anything else there, like temporary files, is skipped). */
+export async function listQueueIds(queue_directory: string, queue: QueueName): Promise<string[]> {
+  return (await fsp.readdir(path.join(queue_directory, queue))).filter(isQueueId);
+}
+
+/**
+ * Move a queue file to another queue by rename (same file system: the inode, and so the queue id,
+ * stays), durably (both directories synced). `mtime` sets the file's modification time first
+ * (deferred/: the time of the next delivery attempt). For qmgr and postsuper only (DESIGN
+ * invariant 2).
+ */
+export async function moveQueueFile(
+  queue_directory: string,
+  queueId: string,
+  from: QueueName,
+  to: QueueName,
+  o: DurableOptions & { readonly mtime?: Date } = {},
+): Promise<void> {
+  const src = queueFilePath(queue_directory, from, queueId);
+  if (o.mtime) await fsp.utimes(src, o.mtime, o.mtime);
+  await renameDurable(src, queueFilePath(queue_directory, to, queueId), o);
+}
+
+/** Delete a queue file durably (its state log is the caller's to remove afterwards). */
+export async function removeQueueFile(queue_directory: string, queueId: string, queue: QueueName, o: DurableOptions = {}): Promise<void> {
+  await unlinkDurable(queueFilePath(queue_directory, queue, queueId), o);
 }

@@ -20,10 +20,13 @@ export type { ClientFacts, EnvelopeRecipient, HeaderInsert, QueueEnvelope } from
 export { checkEnvelope } from './envelope.js';
 export {
   createQueueDirectories,
+  listQueueIds,
+  moveQueueFile,
   QUEUE_NAMES,
   type QueueName,
   queueDirPath,
   queueFilePath,
+  removeQueueFile,
   removeStaleTemporaryFiles,
   STATE_DIR,
   TEMP_NAME_RE,
