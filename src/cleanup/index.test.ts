@@ -1,5 +1,5 @@
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -9,6 +9,7 @@ import type { Params } from '../config/types.js';
 import { type DurableFs, nodeFs } from '../io/durable.js';
 import { Log } from '../log/index.js';
 import { ReplyError } from '../proto/smtp/reply.js';
+import { removeStaleTemporaryFiles } from '../queue/directories.js';
 import { readMessage, readQueueFile } from '../queue/file.js';
 import { isQueueId } from '../queue/id.js';
 import { queueKick } from '../queue/kick.js';
@@ -126,6 +127,42 @@ function umount(dir: string): void {
 }
 
 describe('cleanup', () => {
+  test('cleanup: a process killed (SIGKILL) right after commit resolves leaves a valid file; killed mid-DATA, nothing published', async () => {
+    const q = await queueDir();
+    const child = `
+      const { Cleanup } = await import(${JSON.stringify(new URL('./index.js', import.meta.url).href)});
+      const { paramsFrom } = await import(${JSON.stringify(new URL('../config/index.js', import.meta.url).href)});
+      const { Log } = await import(${JSON.stringify(new URL('../log/index.js', import.meta.url).href)});
+      const c = new Cleanup({ queue_directory: process.argv[1], params: paramsFrom('myhostname = mx.example.test\\n'), log: Log.memory() });
+      const input = { sender: 'a@example.org', recipients: [{ address: 'b@example.test', notify: null, orcpt: null }], ret: null, envid: null,
+        smtputf8: false, body: null, client: null, receivedHeader: null, addMissingHeaders: false };
+      const done = await c.open();
+      done.write(Buffer.from('Subject: kept\\r\\n\\r\\n' + 'k'.repeat(100000) + '\\r\\n'));
+      const r = await done.commit(input);
+      const half = await c.open();
+      half.write(Buffer.from('Subject: lost\\r\\n\\r\\n' + 'l'.repeat(100000)));
+      await half.drain();
+      process.stdout.write(r.queueId + ' ' + half.queueId + '\\n', () => process.kill(process.pid, 'SIGKILL'));
+    `;
+    const proc = spawn(process.execPath, ['--input-type=module', '-e', child, q], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const signal = await new Promise((resolve) => proc.on('exit', (_code, sig) => resolve(sig)));
+    assert.equal(signal, 'SIGKILL');
+    const [kept, lost] = out.trim().split(' ');
+    const names = await incoming(q);
+    assert.ok(names.includes(kept!), names.join(' '));
+    assert.ok(!names.includes(lost!));
+    const qf = await readQueueFile(path.join(q, 'incoming', kept!));
+    assert.match((await readMessage(qf)).toString(), /^Subject: kept\r\n\r\nk{100000}\r\n$/);
+    // The half-written message is only a temporary file, removed at the next start.
+    assert.equal(names.length, 2);
+    await removeStaleTemporaryFiles(q);
+    assert.deepEqual(await incoming(q), [kept]);
+  });
+
   test('cleanup: a committed message is a valid queue file in incoming/ with Received: first', async () => {
     const q = await queueDir();
     const { cleanup, log } = setup({ q });
