@@ -93,12 +93,12 @@ export function openTable(spec: string, origin?: TableOrigin, options: OpenOptio
   const name = body.slice(colon + 1);
   const fold = options.fold ?? true;
   const filePath = (): string => (isAbsolute(name) ? name : resolve(origin?.configDir ?? process.cwd(), name));
-  const read = (path: string): string => {
+  const read = (path: string, what: 'open' | 'open database'): string => {
     try {
       return readFileSync(path, 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
-      let detail = `open ${path}: ${STRERROR[code] ?? (err instanceof Error ? err.message : String(err))}`;
+      let detail = `${what} ${path}: ${STRERROR[code] ?? (err instanceof Error ? err.message : String(err))}`;
       if (code === 'ENOENT' && INDEXED_TYPES.includes(type)) {
         const built = ['.db', '.lmdb', '.cdb', '.pag'].map((ext) => path + ext).find((p) => existsSync(p));
         if (built !== undefined) detail += ` (Postern reads the text source that postmap compiled into ${built}; put the source file back)`;
@@ -111,7 +111,7 @@ export function openTable(spec: string, origin?: TableOrigin, options: OpenOptio
   if (type === 'texthash' || INDEXED_TYPES.includes(type)) {
     const path = filePath();
     const texthash = type === 'texthash';
-    const parsed = parseKeyValueSource(read(path), name, { fold, texthash, duplicates: options.duplicates ?? (texthash ? 'error' : 'warn') });
+    const parsed = parseKeyValueSource(read(path, 'open database'), name, { fold, texthash, duplicates: options.duplicates ?? (texthash ? 'error' : 'warn') });
     if (parsed.duplicate !== undefined) throw new ConfigError(path, parsed.duplicate.line, `duplicate entry: "${parsed.duplicate.key}"`);
     const map = parsed.map;
     return { ...base, path, kind: 'fixed', warnings: parsed.warnings, get: (key) => map.get(foldKey(key, fold)), entries: () => map };
@@ -141,7 +141,7 @@ export function openTable(spec: string, origin?: TableOrigin, options: OpenOptio
       lineOffset = origin?.line ?? 0;
     } else {
       path = filePath();
-      content = read(path);
+      content = read(path, 'open');
       errorFile = path;
     }
     const warnings: string[] = [];
