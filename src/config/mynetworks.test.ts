@@ -5,6 +5,7 @@ import { type NetworkInterfaceInfo, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, type TestContext, test } from 'node:test';
 import { ConfigError } from '../errors.js';
+import { paramsFrom } from './index.js';
 import { buildAddressList, buildMynetworks, mynetworksDefault, mynetworksStyleDefault } from './mynetworks.js';
 
 let dir = '';
@@ -39,6 +40,14 @@ test('mynetworks: the seed value matches its v4, v6 and v4-mapped clients and no
     ['not-an-address', false],
   ];
   for (const [addr, want] of cases) assert.equal(m.matches(addr), want, addr);
+});
+
+test('mynetworks: the seed main.cf line, through the config parser, builds the same matcher', () => {
+  const params = paramsFrom(`mynetworks = ${SEED.join(' ')}\n`, '/etc/postern/main.cf');
+  const m = buildMynetworks(params, { file: '/etc/postern/main.cf', line: 1 });
+  assert.deepEqual(m.patterns, SEED);
+  assert.equal(m.matches('::ffff:158.255.214.15'), true);
+  assert.equal(m.matches('2a01:7a0:10:158:255:214:14:abcd'), true);
 });
 
 test('mynetworks: a list given as one string (commas, blanks) is split as Postfix lists are', () => {

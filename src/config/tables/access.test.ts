@@ -1,7 +1,8 @@
 import * as assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { type AccessKind, type AccessOptions, accessKeys, accessLookup, openTable } from './index.js';
+import { paramsFrom } from '../index.js';
+import { type AccessKind, type AccessOptions, accessKeys, accessLookup, accessOptionsFrom, openTable } from './index.js';
 
 const FIXTURES = join(import.meta.dirname, '..', '..', '..', '..', 'test', 'fixtures', 'tables');
 
@@ -99,4 +100,18 @@ test('access: DUNNO is returned like any value, so the caller stops searching sh
   const t = openTable('inline:{ 1.2.3.4=DUNNO, 1.2.3=REJECT }');
   assert.equal(accessLookup(t, 'client', '1.2.3.4'), 'DUNNO');
   assert.equal(accessLookup(t, 'client', '1.2.3.5'), 'REJECT');
+});
+
+test('access: options come from main.cf parameters (parent_domain_matches_subdomains, recipient_delimiter, ...)', () => {
+  const base = { recipient_delimiter: '+', owner_request_special: true, double_bounce_sender: 'double-bounce' };
+  const dflt = accessOptionsFrom({ ...base, parent_domain_matches_subdomains: ['debug_peer_list', 'smtpd_access_maps'] });
+  assert.deepEqual(keys('address', 'u+x@a.b', dflt), ['u+x@a.b', 'u@a.b', 'a.b', 'b', 'u+x@', 'u@']);
+  const dotted = accessOptionsFrom({ ...base, parent_domain_matches_subdomains: [] });
+  assert.deepEqual(keys('address', 'u+x@a.b', dotted), ['u+x@a.b', 'u@a.b', 'a.b', '.b', 'u+x@', 'u@']);
+});
+
+test('access: Postfix 3.7 defaults from a main.cf — parent domains match, no extension stripping', () => {
+  const o = accessOptionsFrom(paramsFrom('recipient_delimiter = +\n'));
+  assert.deepEqual(keys('address', 'u+x@a.b', o), ['u+x@a.b', 'u@a.b', 'a.b', 'b', 'u+x@', 'u@']);
+  assert.deepEqual(keys('address', 'u+x@a.b', accessOptionsFrom(paramsFrom(''))), ['u+x@a.b', 'a.b', 'b', 'u+x@']);
 });

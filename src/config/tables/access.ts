@@ -24,6 +24,21 @@ export interface AccessOptions {
   readonly doubleBounceSender?: string;
 }
 
+/** The options as main.cf sets them (pass `config.params`, or a service's params). */
+export function accessOptionsFrom(params: {
+  readonly parent_domain_matches_subdomains: readonly string[];
+  readonly recipient_delimiter: string;
+  readonly owner_request_special: boolean;
+  readonly double_bounce_sender: string;
+}): AccessOptions {
+  return {
+    parentDomainMatchesSubdomains: params.parent_domain_matches_subdomains.some((f) => f.toLowerCase() === 'smtpd_access_maps'),
+    recipientDelimiter: params.recipient_delimiter,
+    ownerRequestSpecial: params.owner_request_special,
+    doubleBounceSender: params.double_bounce_sender,
+  };
+}
+
 export interface AccessKey {
   readonly key: string;
   /** A derived key (parent domain, address without extension, shorter network): fixed tables only. */

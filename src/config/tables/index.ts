@@ -20,7 +20,7 @@ import { foldKey, parseInline, parseKeyValueSource, parseStatic } from './fixed.
 import { lookupRegexp, parseRegexpRules } from './regexp.js';
 import { inlineRules, logicalLines } from './text.js';
 
-export { type AccessKey, type AccessKind, type AccessOptions, accessKeys, accessLookup } from './access.js';
+export { type AccessKey, type AccessKind, type AccessOptions, accessKeys, accessLookup, accessOptionsFrom } from './access.js';
 
 /** The shared contract: one lookup table. */
 export interface LookupTable {
