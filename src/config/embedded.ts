@@ -4,13 +4,15 @@
  * so a fresh clone runs without root and without touching /etc.
  *
  *   ./var/etc/main.cf, master.cf   written on first start only; edit them freely (never overwritten)
+ *   ./var/etc/tls/cert.pem, key.pem  a self-signed certificate for myhostname, made on first start
+ *                                  (src/tls/self-signed.ts; never overwritten; delete both to renew)
  *   ./var/queue                    queue_directory
  *   ./var/data                     data_directory
  *   ./var/mail                     mail_spool_directory and virtual_mailbox_base
  *
  * Ports (127.0.0.1 and ::1 only):
- *   2525  smtp        (Postfix: smtp 25)
- *   2587  submission  (Postfix: submission 587)
+ *   2525  smtp        (Postfix: smtp 25; STARTTLS offered)
+ *   2587  submission  (Postfix: submission 587; STARTTLS offered)
  *   2465  smtps       (Postfix: smtps/submissions 465, TLS from the first byte)
  *   2143  imap        (Dovecot: imap 143)
  *   2993  imaps       (Dovecot: imaps 993)
@@ -19,6 +21,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { ensureSelfSigned, type SelfSignedFiles } from '../tls/self-signed.js';
+import { paramsFrom } from './index.js';
 
 /** Marker replaced by the absolute ./var directory when the files are written. */
 const VAR = '@VAR@';
@@ -43,6 +47,16 @@ virtual_mailbox_base = ${VAR}/mail
 
 # Started as root, Postern binds its ports and then runs as this user.
 mail_owner = nobody
+
+# Opportunistic TLS (STARTTLS on 2525 and 2587, TLS from the first byte on 2465) with a
+# self-signed certificate for $myhostname that Postern made on first start. A real server uses
+# its own certificate chain instead, for example Let's Encrypt's:
+#   smtpd_tls_cert_file = /etc/letsencrypt/live/example.com/fullchain.pem
+#   smtpd_tls_key_file = /etc/letsencrypt/live/example.com/privkey.pem
+smtpd_tls_security_level = may
+smtpd_tls_cert_file = ${VAR}/etc/tls/cert.pem
+smtpd_tls_key_file = ${VAR}/etc/tls/key.pem
+smtpd_tls_loglevel = 1
 
 # Log lines (Postfix format) on standard output.
 maillog_file = /dev/stdout
@@ -90,7 +104,7 @@ function writeIfAbsent(file: string, text: string): boolean {
  * directories when they are missing; existing files are left exactly as they are. Returns the
  * configuration directory (`<varDir>/etc`, absolute) and what was created.
  */
-export function materializeEmbedded(varDir: string): { configDir: string; varDir: string; created: string[] } {
+export function materializeEmbedded(varDir: string): { configDir: string; varDir: string; created: string[]; certificate: SelfSignedFiles | null } {
   const root = path.resolve(varDir);
   const configDir = path.join(root, 'etc');
   const created: string[] = [];
@@ -106,5 +120,23 @@ export function materializeEmbedded(varDir: string): { configDir: string; varDir
       created.push(dir);
     }
   }
-  return { configDir, varDir: root, created };
+  return { configDir, varDir: root, created, certificate: embeddedCertificate(configDir, mainCf) };
+}
+
+/**
+ * The self-signed certificate of the embedded instance, made when main.cf (as the admin left it)
+ * still points smtpd_tls_cert_file at <configDir>/tls/cert.pem; null when it points elsewhere.
+ * A main.cf that does not parse is reported by loadConfig() afterwards; here it means "localhost".
+ */
+function embeddedCertificate(configDir: string, mainCf: string): SelfSignedFiles | null {
+  const tlsDir = path.join(configDir, 'tls');
+  let hostname = 'localhost';
+  try {
+    const params = paramsFrom(fs.readFileSync(mainCf, 'utf8'), mainCf);
+    if (path.resolve(configDir, params.smtpd_tls_cert_file) !== path.join(tlsDir, 'cert.pem')) return null;
+    hostname = params.myhostname;
+  } catch {
+    // fall through with the default name
+  }
+  return ensureSelfSigned(tlsDir, { hostname });
 }
