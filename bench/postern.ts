@@ -1,0 +1,145 @@
+/**
+ * Postern as a child process: `node bin/postern.js run -c DIR` with the same main.cf settings and
+ * master.cf services as the Postfix instance (./server.ts), maillog_file in DIR. Started as root it
+ * binds and then runs as mail_owner (nobody), so DIR's data directories belong to nobody first.
+ * Stopped by pid: SIGTERM (Postern drains and exits 0, which also writes a --cpu-prof profile),
+ * SIGKILL after a grace period.
+ *
+ * Until smtpd is registered in src/master/daemons.ts, `bin/postern.js run` closes every SMTP
+ * connection; the child then runs ./serve.ts instead (the same Master, the same smtpd, registered
+ * there) and the report says so.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isAlive, type Memory, treeMemory } from './procs.js';
+import { commonMainCf, MAILBOX_ID, masterCf, type Profile, RECIPIENT, running, type Server, sleep, waitForPort } from './server.js';
+
+/** The checkout: dist/bench/postern.js → ../.. */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BIN = path.join(ROOT, 'bin', 'postern.js');
+const SERVE = path.join(ROOT, 'dist', 'bench', 'serve.js');
+
+export interface PosternOptions {
+  /** Run dist/bench/serve.js rather than bin/postern.js (smtpd not registered yet). */
+  readonly fallback: boolean;
+  /** Write a V8 CPU profile of the server into this directory (node --cpu-prof). */
+  readonly cpuProfDir?: string;
+}
+
+export class PosternServer implements Server {
+  readonly name = 'Postern' as const;
+  readonly queueDir: string;
+  readonly maildir: string;
+  #child: ChildProcess | null = null;
+  #exited: Promise<void> | null = null;
+  #output = '';
+
+  constructor(
+    readonly dir: string,
+    readonly port: number,
+    public profile: Profile,
+    readonly opts: PosternOptions,
+  ) {
+    this.queueDir = path.join(dir, 'queue');
+    this.maildir = path.join(dir, 'mail', RECIPIENT.split('@')[0]!);
+  }
+
+  configure(profile: Profile): void {
+    this.profile = profile;
+    const d = this.dir;
+    fs.mkdirSync(d, { recursive: true });
+    fs.chmodSync(d, 0o755);
+    for (const sub of ['queue', 'data', 'mail']) {
+      fs.mkdirSync(path.join(d, sub), { recursive: true });
+      fs.chownSync(path.join(d, sub), MAILBOX_ID, MAILBOX_ID);
+    }
+    const main = [...commonMainCf(d, profile), 'mail_owner = nobody'];
+    fs.writeFileSync(path.join(d, 'main.cf'), `${main.join('\n')}\n`);
+    fs.writeFileSync(path.join(d, 'master.cf'), masterCf(this.port, profile));
+  }
+
+  async start(): Promise<void> {
+    if (!fs.existsSync(path.join(this.dir, 'main.cf'))) this.configure(this.profile);
+    const nodeArgs: string[] = [];
+    if (this.opts.cpuProfDir !== undefined) {
+      fs.mkdirSync(this.opts.cpuProfDir, { recursive: true });
+      fs.chownSync(this.opts.cpuProfDir, MAILBOX_ID, MAILBOX_ID);
+      nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${this.opts.cpuProfDir}`);
+    }
+    const args = this.opts.fallback ? [...nodeArgs, SERVE, this.dir] : [...nodeArgs, BIN, 'run', '-c', this.dir];
+    this.#output = '';
+    const child = spawn(process.execPath, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MAIL_CONFIG: '' } });
+    this.#child = child;
+    running.add(this);
+    const keep = (d: string): void => {
+      if (this.#output.length < 64 * 1024) this.#output += d;
+    };
+    child.stdout!.setEncoding('utf8').on('data', keep);
+    child.stderr!.setEncoding('utf8').on('data', keep);
+    this.#exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    try {
+      await waitForPort(this.port, 20_000, () => this.running());
+    } catch (err) {
+      await this.stop();
+      throw new Error(`${(err as Error).message}\n${this.#output}${this.log().slice(-20).join('\n')}`);
+    }
+  }
+
+  get pid(): number | null {
+    return this.#child?.pid ?? null;
+  }
+
+  running(): boolean {
+    const pid = this.pid;
+    return pid !== null && this.#child!.exitCode === null && this.#child!.signalCode === null && isAlive(pid);
+  }
+
+  memory(): Memory {
+    const pid = this.pid;
+    return pid === null || !this.running() ? { rss: 0, pss: 0, processes: 0 } : treeMemory(pid);
+  }
+
+  /** What the child wrote on stdout/stderr (fatal errors before the log opens). */
+  output(): string {
+    return this.#output;
+  }
+
+  async stop(): Promise<void> {
+    const child = this.#child;
+    if (child === null) {
+      running.delete(this);
+      return;
+    }
+    if (this.running()) {
+      child.kill('SIGTERM');
+      const grace = sleep(20_000).then(() => 'timeout' as const);
+      if ((await Promise.race([this.#exited!.then(() => 'exited' as const), grace])) === 'timeout') child.kill('SIGKILL');
+    }
+    await this.#exited;
+    this.#child = null;
+    running.delete(this);
+  }
+
+  kill(): void {
+    const pid = this.pid;
+    if (pid !== null) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    this.#child = null;
+    running.delete(this);
+  }
+
+  log(): string[] {
+    try {
+      return fs.readFileSync(path.join(this.dir, 'maillog'), 'utf8').split('\n');
+    } catch {
+      return [];
+    }
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Process facts from /proc (Linux): resident memory and process trees, for the bench's memory
+ * figures. RSS counts shared pages once per process (so a sum over Postfix's processes counts the
+ * shared libraries in each); PSS splits them and is printed beside it.
+ */
+import * as fs from 'node:fs';
+
+export interface Memory {
+  /** Sum of VmRSS over the processes, bytes. */
+  readonly rss: number;
+  /** Sum of Pss over the processes, bytes (0 when smaps_rollup is unreadable). */
+  readonly pss: number;
+  readonly processes: number;
+}
+
+function kbField(text: string, name: string): number {
+  const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text);
+  return m ? Number(m[1]) * 1024 : 0;
+}
+
+/** One process's memory; null when it is gone. */
+export function processMemory(pid: number): { rss: number; pss: number } | null {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    let pss = 0;
+    try {
+      pss = kbField(fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'), 'Pss');
+    } catch {
+      // older kernels: no smaps_rollup
+    }
+    return { rss: kbField(status, 'VmRSS'), pss };
+  } catch {
+    return null;
+  }
+}
+
+/** The parent pid of a process; null when it is gone. */
+function parentPid(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // pid (comm) state ppid ...; comm may contain spaces and parentheses: split after the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(rest[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** `root` and every process below it. */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    const ppid = parentPid(pid);
+    if (ppid === null) continue;
+    const list = children.get(ppid);
+    if (list) list.push(pid);
+    else children.set(ppid, [pid]);
+  }
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length > 0) {
+    const pid = todo.pop()!;
+    if (!isAlive(pid)) continue;
+    out.push(pid);
+    todo.push(...(children.get(pid) ?? []));
+  }
+  return out;
+}
+
+export function treeMemory(root: number): Memory {
+  let rss = 0;
+  let pss = 0;
+  let processes = 0;
+  for (const pid of processTree(root)) {
+    const m = processMemory(pid);
+    if (m === null) continue;
+    rss += m.rss;
+    pss += m.pss;
+    processes++;
+  }
+  return { rss, pss, processes };
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    // A zombie still answers signal 0; it holds no memory and is as good as gone.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** The soft limit on open files of this process (from /proc/self/limits). */
+export function openFilesLimit(): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+  if (!m || m[1] === 'unlimited') return Number.POSITIVE_INFINITY;
+  return Number(m[1]);
+}
+
+export const MiB = 1024 * 1024;

@@ -1,0 +1,513 @@
+/**
+ * `npm run bench`: Postern and a private Postfix 3.7 side by side, in one run on one machine, under
+ * the same load (Postfix's smtp-source), with the figures issues 3 and 4 ask for. Prints a markdown
+ * table and writes it to bench/results/latest.md. Settings: ./options.ts (BENCH_* variables), method:
+ * bench/README.md. Every server it starts is stopped by pid at the end, on error and on Ctrl-C.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { closeSessions, openIdleSessions, smtpSource } from './load.js';
+import { type BenchOptions, benchOptions, USAGE } from './options.js';
+import { PostfixServer, postfixAvailable } from './postfix.js';
+import { PosternServer, ROOT } from './postern.js';
+import { MiB, openFilesLimit } from './procs.js';
+import { hotSpots } from './profile.js';
+import { median, type Row, sizeName, table } from './report.js';
+import { maildirCount, type Profile, queueCount, running, type Server, sleep } from './server.js';
+
+const notes: string[] = [];
+const rows: Row[] = [];
+let workDir = '';
+
+function say(text: string): void {
+  process.stderr.write(`bench: ${text}\n`);
+}
+
+/** A port in 30000-39999 that 127.0.0.1 can bind now. */
+async function freePort(): Promise<number> {
+  for (;;) {
+    const port = 30000 + Math.floor(Math.random() * 10000);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen({ host: '127.0.0.1', port }, () => s.close(() => resolve(true)));
+    });
+    if (ok) return port;
+  }
+}
+
+let instances = 0;
+
+async function makeServer(kind: 'postfix' | 'postern', profile: Profile, o: { fallback: boolean; cpuProfDir?: string }): Promise<PostfixServer | PosternServer> {
+  const dir = path.join(workDir, `${kind}-${profile}-${++instances}`);
+  const port = await freePort();
+  const s =
+    kind === 'postfix'
+      ? new PostfixServer(dir, port, profile)
+      : new PosternServer(dir, port, profile, { fallback: o.fallback, ...(o.cpuProfDir !== undefined ? { cpuProfDir: o.cpuProfDir } : {}) });
+  s.configure(profile);
+  return s;
+}
+
+/** Remove every queue file of one queue (between acceptance runs; no qmgr runs in that profile). */
+function clearQueue(s: Server, queue: string): void {
+  const dir = path.join(s.queueDir, queue);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) fs.rmSync(path.join(dir, n), { recursive: true, force: true });
+}
+
+function logWarnings(s: Server): string[] {
+  return s.log().filter((l) => / (warning|fatal|panic|error): /.test(l));
+}
+
+function noteWarnings(s: Server, what: string): void {
+  const w = logWarnings(s);
+  if (w.length > 0) notes.push(`${s.name} ${what}: ${w.length} warning/error log line(s), first: \`${w[0]!.slice(0, 200)}\``);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 3: durable acceptance rate
+
+async function acceptance(o: BenchOptions, servers: readonly Server[]): Promise<void> {
+  for (const s of servers) await s.start();
+  try {
+    for (const size of o.sizes) {
+      for (const sessions of o.sessions) {
+        const rates = new Map<string, number[]>(servers.map((s) => [s.name, []]));
+        for (let rep = 0; rep < o.repeat; rep++) {
+          // Alternate who goes first, so neither always runs on the warmer (or busier) machine.
+          const order = rep % 2 === 0 ? servers : [...servers].reverse();
+          for (const s of order) {
+            clearQueue(s, 'incoming');
+            const r = await smtpSource(s.port, sessions, o.messages, size);
+            const queued = queueCount(s, 'incoming');
+            const label = `acceptance ${sessions} × ${sizeName(size)}`;
+            if (r.exitCode !== 0 || r.stderr !== '') {
+              notes.push(`${s.name} ${label}: smtp-source exit ${r.exitCode}: \`${r.stderr.trim().split('\n')[0]?.slice(0, 200)}\``);
+              continue;
+            }
+            if (queued !== o.messages) notes.push(`${s.name} ${label}: ${queued} of ${o.messages} messages in incoming/ after the run (something else moved them)`);
+            rates.get(s.name)!.push(o.messages / r.seconds);
+            say(`${s.name} ${label}: ${o.messages} in ${r.seconds.toFixed(2)} s = ${(o.messages / r.seconds).toFixed(1)} msg/s`);
+          }
+        }
+        const pick = (name: string): number | null => median(rates.get(name) ?? []);
+        const row: Row = {
+          figure: `Acceptance, ${sessions} session${sessions > 1 ? 's' : ''} × ${sizeName(size)} (${o.messages} msgs)`,
+          postfix: pick('Postfix'),
+          postern: pick('Postern'),
+          unit: 'msg/s',
+          ...(sessions === 20 && size === 2048 ? { target: { text: '≥ 1.5× Postfix', met: (pn: number, pf: number | null) => pf !== null && pn >= 1.5 * pf } } : {}),
+        };
+        rows.push(row);
+      }
+    }
+  } finally {
+    for (const s of servers) {
+      noteWarnings(s, 'acceptance');
+      await s.stop();
+      clearQueue(s, 'incoming');
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 3: memory with idle sessions
+
+interface IdleFigures {
+  base: number;
+  loaded: number;
+  basePss: number;
+  loadedPss: number;
+  processes: number;
+  openSeconds: number;
+}
+
+async function idleOne(o: BenchOptions, s: Server): Promise<IdleFigures | null> {
+  await s.start();
+  try {
+    // One session first, so the base figure is a server that has served, not one that only started.
+    await closeSessions(await openIdleSessions(s.port, 1));
+    await sleep(2000);
+    const base = s.memory();
+    const t0 = Date.now();
+    let sockets: net.Socket[];
+    try {
+      sockets = await openIdleSessions(s.port, o.idle);
+    } catch (err) {
+      notes.push(`${s.name} idle sessions: ${(err as Error).message}`);
+      return null;
+    }
+    const openSeconds = (Date.now() - t0) / 1000;
+    await sleep(3000);
+    let loaded = s.memory();
+    for (let i = 0; i < 4; i++) {
+      await sleep(500);
+      const m = s.memory();
+      if (m.rss > loaded.rss) loaded = m;
+    }
+    const alive = sockets.filter((x) => !x.destroyed).length;
+    if (alive !== o.idle) notes.push(`${s.name} idle sessions: only ${alive} of ${o.idle} still open when measured`);
+    say(`${s.name} idle: ${o.idle} sessions opened in ${openSeconds.toFixed(1)} s; RSS ${(base.rss / MiB).toFixed(1)} → ${(loaded.rss / MiB).toFixed(1)} MiB in ${loaded.processes} processes`);
+    await closeSessions(sockets);
+    return { base: base.rss, loaded: loaded.rss, basePss: base.pss, loadedPss: loaded.pss, processes: loaded.processes, openSeconds };
+  } finally {
+    noteWarnings(s, 'idle');
+    await s.stop();
+  }
+}
+
+async function idle(o: BenchOptions, servers: readonly Server[]): Promise<void> {
+  const f = new Map<string, IdleFigures | null>();
+  for (const s of servers) f.set(s.name, await idleOne(o, s));
+  const v = (name: string, get: (x: IdleFigures) => number): number | null => {
+    const x = f.get(name);
+    return x ? get(x) : null;
+  };
+  rows.push({ figure: 'Idle server RSS (after one session)', postfix: v('Postfix', (x) => x.base / MiB), postern: v('Postern', (x) => x.base / MiB), unit: 'MiB' });
+  rows.push({
+    figure: `RSS above idle, ${o.idle} idle sessions after EHLO`,
+    postfix: v('Postfix', (x) => (x.loaded - x.base) / MiB),
+    postern: v('Postern', (x) => (x.loaded - x.base) / MiB),
+    unit: 'MiB',
+    ...(o.idle === 1000 ? { target: { text: '≤ 64 MiB', met: (pn: number) => pn <= 64 } } : {}),
+  });
+  rows.push({ figure: `PSS above idle, ${o.idle} idle sessions (shared pages split)`, postfix: v('Postfix', (x) => (x.loadedPss - x.basePss) / MiB), postern: v('Postern', (x) => (x.loadedPss - x.basePss) / MiB), unit: 'MiB' });
+  const pf = f.get('Postfix');
+  if (pf) notes.push(`Postfix idle figure is the sum over all ${pf.processes} processes of the instance (one smtpd per session).`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 4: end to end, queue drain, deferred memory
+
+/** Wait until the Maildir holds `target` messages; null when deliveries stop for `stall` seconds. */
+async function waitDelivered(s: Server, target: number, stall: number, t0: bigint): Promise<number | null> {
+  let last = -1;
+  let lastChange = Date.now();
+  for (;;) {
+    const n = maildirCount(s);
+    if (n >= target) return Number(process.hrtime.bigint() - t0) / 1e9;
+    if (n !== last) {
+      last = n;
+      lastChange = Date.now();
+    } else if (Date.now() - lastChange > stall * 1000) {
+      notes.push(`${s.name}: ${n} of ${target} messages in the Maildir, none for ${stall} s; gave up (queue: incoming ${queueCount(s, 'incoming')}, active ${queueCount(s, 'active')}, deferred ${queueCount(s, 'deferred')})`);
+      return null;
+    }
+    if (!s.running()) {
+      notes.push(`${s.name} exited while delivering (${n} of ${target} delivered)`);
+      return null;
+    }
+    await sleep(50);
+  }
+}
+
+async function endToEnd(o: BenchOptions, servers: readonly Server[]): Promise<void> {
+  const sizes = o.sizes;
+  const rates = new Map<string, Map<number, number | null>>(servers.map((s) => [s.name, new Map()]));
+  for (const s of servers) {
+    await s.start();
+    try {
+      for (const size of sizes) {
+        const before = maildirCount(s);
+        const t0 = process.hrtime.bigint();
+        const r = await smtpSource(s.port, o.e2eSessions, o.e2eMessages, size);
+        if (r.exitCode !== 0 || r.stderr !== '') notes.push(`${s.name} end-to-end ${sizeName(size)}: smtp-source exit ${r.exitCode}: \`${r.stderr.trim().split('\n')[0]?.slice(0, 200)}\``);
+        const secs = await waitDelivered(s, before + o.e2eMessages, o.stall, t0);
+        rates.get(s.name)!.set(size, secs === null ? null : o.e2eMessages / secs);
+        say(`${s.name} end-to-end ${o.e2eSessions} × ${sizeName(size)}: ${secs === null ? 'incomplete' : `${secs.toFixed(2)} s = ${(o.e2eMessages / secs).toFixed(1)} msg/s`}`);
+        if (secs === null) break;
+      }
+    } finally {
+      noteWarnings(s, 'end-to-end');
+      await s.stop();
+    }
+  }
+  for (const size of sizes) {
+    rows.push({
+      figure: `End to end (SMTP → Maildir), ${o.e2eSessions} sessions × ${sizeName(size)} (${o.e2eMessages} msgs)`,
+      postfix: rates.get('Postfix')?.get(size) ?? null,
+      postern: rates.get('Postern')?.get(size) ?? null,
+      unit: 'msg/s',
+      ...(size === 2048 ? { target: { text: '≥ 1.5× Postfix', met: (pn: number, pf: number | null) => pf !== null && pn >= 1.5 * pf } } : {}),
+    });
+  }
+}
+
+/** Where a queue file lives: Postfix hashes deferred/ one level deep by the id's first character (hash_queue_depth = 1). */
+function queuePath(s: Server, queue: 'incoming' | 'deferred', id: string): string {
+  if (s.name === 'Postfix' && queue === 'deferred') return path.join(s.queueDir, queue, id[0]!, id);
+  return path.join(s.queueDir, queue, id);
+}
+
+function queueIds(s: Server, queue: 'incoming' | 'deferred'): string[] {
+  const dir = path.join(s.queueDir, queue);
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(path.join(d, e.name));
+      else if (e.isFile() && !e.name.endsWith('.tmp')) out.push(e.name);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** Move every queued message between incoming/ and deferred/ (server stopped), setting its mtime (deferred: next retry). */
+function moveAll(s: Server, from: 'incoming' | 'deferred', to: 'incoming' | 'deferred', mtime: Date): number {
+  const ids = queueIds(s, from);
+  for (const id of ids) {
+    const src = queuePath(s, from, id);
+    const dst = queuePath(s, to, id);
+    fs.mkdirSync(path.dirname(dst), { recursive: true, mode: 0o700 });
+    const st = fs.statSync(path.dirname(src));
+    fs.chownSync(path.dirname(dst), st.uid, st.gid);
+    fs.utimesSync(src, mtime, mtime);
+    fs.renameSync(src, dst);
+  }
+  return ids.length;
+}
+
+interface QueueFigures {
+  fillRate: number | null;
+  deferredRss: number | null;
+  deferredPss: number | null;
+  drainRate: number | null;
+}
+
+async function queueOne(o: BenchOptions, s: PostfixServer | PosternServer): Promise<QueueFigures> {
+  const f: QueueFigures = { fillRate: null, deferredRss: null, deferredPss: null, drainRate: null };
+  // 1. Fill: accept-only, 20 sessions × 2 KiB.
+  s.configure('accept');
+  await s.start();
+  try {
+    const r = await smtpSource(s.port, 20, o.queue, 2048);
+    if (r.exitCode !== 0 || r.stderr !== '') notes.push(`${s.name} queue fill: smtp-source exit ${r.exitCode}: \`${r.stderr.trim().split('\n')[0]?.slice(0, 200)}\``);
+    else f.fillRate = o.queue / r.seconds;
+    say(`${s.name} queue fill: ${o.queue} in ${r.seconds.toFixed(1)} s`);
+  } finally {
+    await s.stop();
+  }
+  const queued = queueCount(s, 'incoming');
+  if (queued !== o.queue) notes.push(`${s.name} queue fill: ${queued} of ${o.queue} in incoming/`);
+
+  // 2. Deferred: every message waits for a retry a day from now; watch memory with qmgr running.
+  const moved = moveAll(s, 'incoming', 'deferred', new Date(Date.now() + 86_400_000));
+  s.configure('deliver');
+  await s.start();
+  try {
+    let max = s.memory();
+    const until = Date.now() + o.deferredWatch * 1000;
+    while (Date.now() < until) {
+      await sleep(500);
+      const m = s.memory();
+      if (m.rss > max.rss) max = m;
+    }
+    f.deferredRss = max.rss;
+    f.deferredPss = max.pss;
+    const delivered = maildirCount(s);
+    const still = queueCount(s, 'deferred');
+    if (delivered > 0 || still !== moved) notes.push(`${s.name} deferred: ${still} of ${moved} still in deferred/, ${delivered} delivered while they should wait`);
+    say(`${s.name} with ${moved} deferred: max RSS ${(max.rss / MiB).toFixed(1)} MiB in ${max.processes} processes`);
+  } finally {
+    noteWarnings(s, 'deferred');
+    await s.stop();
+  }
+
+  // 3. Drain: the same messages back in incoming/, due now; time from start to the last in the Maildir.
+  const before = maildirCount(s);
+  const n = moveAll(s, 'deferred', 'incoming', new Date());
+  const t0 = process.hrtime.bigint();
+  await s.start();
+  try {
+    const secs = await waitDelivered(s, before + n, o.stall, t0);
+    if (secs !== null) f.drainRate = n / secs;
+    say(`${s.name} drain of ${n}: ${secs === null ? 'incomplete' : `${secs.toFixed(1)} s`}`);
+  } finally {
+    noteWarnings(s, 'drain');
+    await s.stop();
+  }
+  return f;
+}
+
+async function queueFigures(o: BenchOptions, servers: readonly (PostfixServer | PosternServer)[]): Promise<void> {
+  const f = new Map<string, QueueFigures>();
+  for (const s of servers) f.set(s.name, await queueOne(o, s));
+  const v = (name: string, k: keyof QueueFigures, scale = 1): number | null => {
+    const x = f.get(name)?.[k];
+    return x === null || x === undefined ? null : x / scale;
+  };
+  rows.push({ figure: `Queue fill, accept only, 20 sessions × 2 KiB (${o.queue} msgs)`, postfix: v('Postfix', 'fillRate'), postern: v('Postern', 'fillRate'), unit: 'msg/s' });
+  rows.push({ figure: `Queue drain, ${o.queue} queued msgs → Maildir`, postfix: v('Postfix', 'drainRate'), postern: v('Postern', 'drainRate'), unit: 'msg/s' });
+  rows.push({
+    figure: `RSS with ${o.queue} msgs in deferred (whole server)`,
+    postfix: v('Postfix', 'deferredRss', MiB),
+    postern: v('Postern', 'deferredRss', MiB),
+    unit: 'MiB',
+    ...(o.queue === 100000 ? { target: { text: '≤ 256 MiB', met: (pn: number) => pn <= 256 } } : {}),
+  });
+  rows.push({ figure: `PSS with ${o.queue} msgs in deferred`, postfix: v('Postfix', 'deferredPss', MiB), postern: v('Postern', 'deferredPss', MiB), unit: 'MiB' });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profile
+
+async function profilePostern(o: BenchOptions, fallback: boolean): Promise<string> {
+  const profDir = path.join(workDir, 'cpu-profile');
+  const s = await makeServer('postern', 'accept', { fallback, cpuProfDir: profDir });
+  await s.start();
+  try {
+    const r = await smtpSource(s.port, 20, o.messages, 2048);
+    say(`Postern (profiled) acceptance 20 × 2 KiB: ${(o.messages / r.seconds).toFixed(1)} msg/s`);
+  } finally {
+    await s.stop();
+  }
+  const { spots, totalMs, files } = hotSpots(profDir, ROOT);
+  if (files === 0) return `No CPU profile was written in ${profDir}.`;
+  const lines = [
+    `CPU profile of Postern, acceptance 20 × 2 KiB (${o.messages} msgs), ${(totalMs / 1000).toFixed(1)} s sampled; self time, idle excluded:`,
+    '',
+    '| Self ms | % of samples | Function | Where |',
+    '|---:|---:|---|---|',
+    ...spots.map((h) => `| ${h.selfMs.toFixed(0)} | ${h.percent.toFixed(1)} | ${h.name} | ${h.where} |`),
+  ];
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function machine(): string[] {
+  const out: string[] = [];
+  const git = spawnSync('git', ['-C', ROOT, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' });
+  let postfixVersion = 'not installed';
+  try {
+    postfixVersion = execFileSync('postconf', ['-d', '-h', 'mail_version'], { encoding: 'utf8' }).trim();
+  } catch {
+    // missing
+  }
+  out.push(`- ${new Date().toISOString()}, ${os.cpus().length} CPU (${os.cpus()[0]?.model ?? '?'}), ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB RAM, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  out.push(`- Node ${process.version}, Postfix ${postfixVersion}, Postern at \`${git.stdout.trim()}\``);
+  return out;
+}
+
+function smtpdRegistered(): Promise<boolean> {
+  return import('../src/master/daemons.js').then((m) => 'smtpd' in m.DAEMONS);
+}
+
+/** Re-run under a raised `ulimit -n` when 1,000 idle sessions (client and Postern sides) would not fit. */
+function ensureOpenFiles(need: number): boolean {
+  if (openFilesLimit() >= need || process.env.BENCH_ULIMIT_RAISED === '1') return false;
+  say(`raising the open files limit to ${need} (ulimit -n) and running again`);
+  const r = spawnSync('sh', ['-c', `ulimit -n ${need} && exec "$0" "$@"`, process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
+    stdio: 'inherit',
+    env: { ...process.env, BENCH_ULIMIT_RAISED: '1' },
+  });
+  process.exitCode = r.status ?? 1;
+  return true;
+}
+
+async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((s) => Promise.race([s.stop(), sleep(25_000)])));
+  for (const s of [...running]) s.kill();
+}
+
+async function main(): Promise<number> {
+  if (process.argv.includes('-h') || process.argv.includes('--help')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const o = benchOptions(process.env);
+  if (ensureOpenFiles(Math.max(4096, o.idle * 2 + 1024))) return process.exitCode as number;
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('bench: must run as root (Postfix is started with its own queue; Postern binds and drops to nobody)\n');
+    return 1;
+  }
+  const missing = postfixAvailable();
+  if (missing !== null && o.servers.has('postfix')) {
+    process.stderr.write(`bench: ${missing}\n`);
+    return 1;
+  }
+  const fallback = !(await smtpdRegistered());
+  if (fallback && o.servers.has('postern')) {
+    notes.push('smtpd is not registered in src/master/daemons.ts yet: Postern ran as `node dist/bench/serve.js DIR` (same Master, config loader, log and smtpd; smtpd registered by the bench) instead of `bin/postern.js run -c DIR`.');
+  }
+  workDir = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-bench-'));
+  fs.chmodSync(workDir, 0o755);
+  const header = machine();
+  say(`work directory ${workDir}`);
+
+  const kinds = (['postfix', 'postern'] as const).filter((k) => o.servers.has(k));
+  const make = (profile: Profile) => Promise.all(kinds.map((k) => makeServer(k, profile, { fallback })));
+  let profileText = '';
+  try {
+    if (o.only.has('accept')) await acceptance(o, await make('accept'));
+    if (o.only.has('idle')) await idle(o, await make('idle'));
+    if (o.only.has('e2e')) await endToEnd(o, await make('deliver'));
+    if (o.only.has('queue')) await queueFigures(o, await make('accept'));
+    if (o.profile && o.servers.has('postern')) profileText = await profilePostern(o, fallback);
+  } catch (err) {
+    notes.push(`bench stopped early: ${(err as Error).stack ?? String(err)}`);
+  } finally {
+    await stopAll();
+  }
+
+  const settings = `messages ${o.messages}/run, sessions ${o.sessions.join(',')}, sizes ${o.sizes.map(sizeName).join(', ')}, idle ${o.idle}, end-to-end ${o.e2eMessages}, queue ${o.queue}, repeat ${o.repeat}${o.quick ? ' (BENCH_QUICK)' : ''}`;
+  const doc = [
+    '# Postern vs Postfix — `npm run bench`',
+    '',
+    ...header,
+    `- ${settings}`,
+    `- load at the end: ${os
+      .loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}`,
+    '',
+    table(rows),
+    '',
+    ...(notes.length > 0 ? ['Notes:', '', ...notes.map((n) => `- ${n}`), ''] : []),
+    ...(profileText !== '' ? [profileText, ''] : []),
+  ].join('\n');
+  process.stdout.write(`${doc}\n`);
+  const resultsDir = path.join(ROOT, 'bench', 'results');
+  fs.mkdirSync(resultsDir, { recursive: true });
+  fs.writeFileSync(path.join(resultsDir, 'latest.md'), `${doc}\n`);
+  if (!o.keep) fs.rmSync(workDir, { recursive: true, force: true });
+  else say(`kept ${workDir}`);
+  return 0;
+}
+
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    say(`${sig}: stopping the servers`);
+    stopAll().finally(() => {
+      if (workDir !== '' && process.env.BENCH_KEEP !== '1') fs.rmSync(workDir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  });
+}
+process.on('exit', () => {
+  for (const s of [...running]) s.kill();
+});
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+    stopAll().finally(() => {
+      process.exitCode = 1;
+    });
+  },
+);
