@@ -16,6 +16,8 @@ import { loadConfig } from '../../src/config/index.js';
 import type { Config, MasterService } from '../../src/config/types.js';
 import { Log, type MemoryLog } from '../../src/log/index.js';
 import type { Listener } from '../../src/master/daemon.js';
+import { queueFilePath } from '../../src/queue/directories.js';
+import { type QueueFile, readMessage, readQueueFile } from '../../src/queue/file.js';
 import { createSmtpd, nullResolver, type Resolver, type Smtpd, type SmtpdHooks } from '../../src/smtpd/index.js';
 
 export interface StartOptions {
@@ -45,6 +47,8 @@ export interface StartedPostern {
   readonly log: MemoryLog;
   /** The log lines so far. */
   lines(): string[];
+  /** A message smtpd queued (in incoming/): its envelope and content. */
+  message(queueId: string): Promise<{ file: QueueFile; content: string }>;
   /** Wait until a log line matches (default 3 s). */
   waitFor(re: RegExp, ms?: number): Promise<string>;
   stop(): Promise<void>;
@@ -133,6 +137,10 @@ export async function startPostern(o: StartOptions = {}): Promise<StartedPostern
     smtpd,
     log,
     lines: () => [...log.lines],
+    async message(queueId: string) {
+      const file = await readQueueFile(queueFilePath(queueDir, 'incoming', queueId));
+      return { file, content: (await readMessage(file)).toString('latin1') };
+    },
     async waitFor(re: RegExp, ms = 3000): Promise<string> {
       const end = Date.now() + ms;
       for (;;) {
