@@ -19,6 +19,7 @@ interface ProfileNode {
   readonly id: number;
   readonly callFrame: CallFrame;
   readonly hitCount?: number;
+  readonly children?: readonly number[];
 }
 
 interface CpuProfile {
@@ -33,7 +34,10 @@ export interface HotSpot {
   readonly name: string;
   /** `src/smtpd/session.ts:123` (the TypeScript line when a source map knows it). */
   readonly where: string;
+  /** For a native or Node-internal function: the nearest caller in the checkout's own code. */
+  readonly caller: string;
   readonly selfMs: number;
+  /** Share of the busy (non-idle) samples. */
   readonly percent: number;
 }
 
@@ -67,15 +71,29 @@ function position(cf: CallFrame, root: string): string {
   return `${path.relative(root, file)}:${cf.lineNumber + 1}`;
 }
 
+function ownCode(cf: CallFrame, root: string): boolean {
+  return cf.url.startsWith('file://') && fileURLToPath(cf.url).startsWith(path.join(root, 'dist', 'src'));
+}
+
 /** Top `n` functions by self time over every *.cpuprofile in `dir`. */
-export function hotSpots(dir: string, root: string, n = 15): { spots: HotSpot[]; totalMs: number; files: number } {
-  const self = new Map<string, { name: string; where: string; us: number }>();
+export function hotSpots(dir: string, root: string, n = 15): { spots: HotSpot[]; totalMs: number; idleMs: number; files: number } {
+  const self = new Map<string, { name: string; where: string; caller: string; us: number }>();
   let totalUs = 0;
+  let idleUs = 0;
   let files = 0;
   for (const f of fs.readdirSync(dir).filter((x) => x.endsWith('.cpuprofile'))) {
     files++;
     const prof = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as CpuProfile;
     const byId = new Map(prof.nodes.map((node) => [node.id, node]));
+    const parent = new Map<number, number>();
+    for (const node of prof.nodes) for (const c of node.children ?? []) parent.set(c, node.id);
+    const callerOf = (id: number): string => {
+      for (let p = parent.get(id); p !== undefined; p = parent.get(p)) {
+        const cf = byId.get(p)!.callFrame;
+        if (ownCode(cf, root)) return `${cf.functionName || '(anonymous)'} ${position(cf, root)}`;
+      }
+      return '';
+    };
     const us = new Map<number, number>();
     if (prof.samples && prof.timeDeltas) {
       // Each sample's time is the delta to the next sample.
@@ -93,18 +111,22 @@ export function hotSpots(dir: string, root: string, n = 15): { spots: HotSpot[];
       totalUs += t;
       const cf = node.callFrame;
       // Idle time is the event loop waiting: not a hot spot.
-      if (cf.functionName === '(idle)') continue;
+      if (cf.functionName === '(idle)') {
+        idleUs += t;
+        continue;
+      }
       const where = position(cf, root);
       const name = cf.functionName || '(anonymous)';
-      const key = `${name}@${where}`;
+      const caller = ownCode(cf, root) ? '' : callerOf(id);
+      const key = `${name}@${where}@${caller}`;
       const e = self.get(key);
       if (e) e.us += t;
-      else self.set(key, { name, where, us: t });
+      else self.set(key, { name, where, caller, us: t });
     }
   }
   const spots = [...self.values()]
     .sort((a, b) => b.us - a.us)
     .slice(0, n)
-    .map((e) => ({ name: e.name, where: e.where, selfMs: e.us / 1000, percent: totalUs > 0 ? (100 * e.us) / totalUs : 0 }));
-  return { spots, totalMs: totalUs / 1000, files };
+    .map((e) => ({ name: e.name, where: e.where, caller: e.caller, selfMs: e.us / 1000, percent: totalUs > idleUs ? (100 * e.us) / (totalUs - idleUs) : 0 }));
+  return { spots, totalMs: totalUs / 1000, idleMs: idleUs / 1000, files };
 }

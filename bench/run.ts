@@ -370,14 +370,14 @@ async function profilePostern(o: BenchOptions, fallback: boolean): Promise<strin
   } finally {
     await s.stop();
   }
-  const { spots, totalMs, files } = hotSpots(profDir, ROOT);
+  const { spots, totalMs, idleMs, files } = hotSpots(profDir, ROOT, 20);
   if (files === 0) return `No CPU profile was written in ${profDir}.`;
   const lines = [
-    `CPU profile of Postern, acceptance 20 × 2 KiB (${o.messages} msgs), ${(totalMs / 1000).toFixed(1)} s sampled; self time, idle excluded:`,
+    `CPU profile of Postern, acceptance 20 × 2 KiB (${o.messages} msgs): ${(totalMs / 1000).toFixed(1)} s sampled, ${(idleMs / 1000).toFixed(1)} s of it idle (event loop waiting). Self time; % of the busy samples:`,
     '',
-    '| Self ms | % of samples | Function | Where |',
-    '|---:|---:|---|---|',
-    ...spots.map((h) => `| ${h.selfMs.toFixed(0)} | ${h.percent.toFixed(1)} | ${h.name} | ${h.where} |`),
+    '| Self ms | % busy | Function | Where | Called from (own code) |',
+    '|---:|---:|---|---|---|',
+    ...spots.map((h) => `| ${h.selfMs.toFixed(0)} | ${h.percent.toFixed(1)} | ${h.name} | ${h.where} | ${h.caller} |`),
   ];
   return lines.join('\n');
 }
