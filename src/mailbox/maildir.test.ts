@@ -1,0 +1,157 @@
+import * as assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+import { type MailboxChange, MailboxChanges } from './changes.js';
+import { MailboxError } from './errors.js';
+import { deliverToMaildir, maildirHostname, maildirName } from './maildir.js';
+
+let tmp: string;
+before(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'postern-maildir-'));
+});
+after(async () => {
+  await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+async function* chunks(...parts: string[]): AsyncGenerator<Buffer> {
+  for (const p of parts) yield Buffer.from(p);
+}
+
+const MSG = 'Subject: hello\r\nFrom: a@example.org\r\n\r\nbody line\r\nFrom here\r\n';
+const isRoot = process.getuid?.() === 0;
+
+test('maildir: delivery creates the Maildir, writes headers + LF message into new/, leaves tmp/ empty', async () => {
+  const md = path.join(tmp, 'u1', 'Maildir');
+  const changes = new MailboxChanges();
+  const seen: MailboxChange[] = [];
+  changes.on((c) => seen.push(c));
+  const res = await deliverToMaildir({
+    maildir: `${md}/`,
+    prepend: ['Return-Path: <a@example.org>', 'Delivered-To: bob@example.test'],
+    message: chunks(MSG.slice(0, 10), MSG.slice(10)),
+    defaultDsn: '5.2.0',
+    changes,
+  });
+  assert.equal(res.mailbox, md);
+  assert.deepEqual(await fsp.readdir(path.join(md, 'tmp')), []);
+  assert.deepEqual(await fsp.readdir(path.join(md, 'cur')), []);
+  const files = await fsp.readdir(path.join(md, 'new'));
+  assert.deepEqual(files, [res.file]);
+  const body = await fsp.readFile(path.join(md, 'new', res.file), 'utf8');
+  assert.equal(body, 'Return-Path: <a@example.org>\nDelivered-To: bob@example.test\nSubject: hello\nFrom: a@example.org\n\nbody line\nFrom here\n');
+  assert.equal(res.size, Buffer.byteLength(body));
+  // Postfix's name: sec.V<dev hex>I<ino hex>M<usec>.host
+  const st = await fsp.stat(path.join(md, 'new', res.file), { bigint: true });
+  assert.match(res.file, new RegExp(`^\\d+\\.V${st.dev.toString(16)}I${st.ino.toString(16)}M\\d{1,6}\\.${maildirHostname().replace(/[\\.]/g, '\\$&')}$`));
+  for (const d of ['', 'tmp', 'new', 'cur']) assert.equal((await fsp.stat(path.join(md, d))).mode & 0o777, 0o700, `mode of ${d || 'Maildir'}`);
+  assert.equal((await fsp.stat(path.join(md, 'new', res.file))).mode & 0o777, 0o600);
+  assert.deepEqual(seen, [{ mailbox: md, kind: 'added', files: [res.file], uids: [], modseq: null }]);
+});
+
+test('maildir: names follow Postfix %lu.V%lxI%lxM%lu.%s and hostnames are escaped', () => {
+  assert.equal(maildirName({ sec: 1700000000, usec: 42 }, 0x803n, 0xabcdefn, 'mx'), '1700000000.V803IabcdefM42.mx');
+  assert.equal(maildirHostname('a/b:c'), 'a\\057b\\072c');
+});
+
+test('maildir: 100 concurrent deliveries into one Maildir give 100 distinct complete files', async () => {
+  const md = path.join(tmp, 'many');
+  const n = 100;
+  const results = await Promise.all(
+    Array.from({ length: n }, (_, i) =>
+      deliverToMaildir({ maildir: md, prepend: [`X-N: ${i}`], message: chunks(`Subject: ${i}\r\n\r\nmsg ${i}\r\n`), defaultDsn: '5.2.0', changes: new MailboxChanges() }),
+    ),
+  );
+  const files = (await fsp.readdir(path.join(md, 'new'))).sort();
+  assert.equal(new Set(results.map((r) => r.file)).size, n);
+  assert.deepEqual(files, results.map((r) => r.file).sort());
+  assert.deepEqual(await fsp.readdir(path.join(md, 'tmp')), []);
+  const bodies = new Set(await Promise.all(files.map((f) => fsp.readFile(path.join(md, 'new', f), 'utf8'))));
+  for (let i = 0; i < n; i++) assert.ok(bodies.has(`X-N: ${i}\nSubject: ${i}\n\nmsg ${i}\n`), `message ${i}`);
+});
+
+test('maildir: a read error removes the tmp/ file and reports Postfix\'s text; nothing reaches new/', async () => {
+  const md = path.join(tmp, 'readerr');
+  async function* failing(): AsyncGenerator<Buffer> {
+    yield Buffer.from('Subject: x\r\n\r\npartial');
+    throw Object.assign(new Error('EIO'), { code: 'EIO' });
+  }
+  await assert.rejects(deliverToMaildir({ maildir: md, prepend: [], message: failing(), defaultDsn: '5.2.0' }), (err: unknown) => {
+    assert.ok(err instanceof MailboxError);
+    assert.equal(err.reason, 'error reading message: Input/output error');
+    assert.equal(err.dsn, '5.3.0');
+    return true;
+  });
+  assert.deepEqual(await fsp.readdir(path.join(md, 'new')), []);
+  assert.deepEqual(await fsp.readdir(path.join(md, 'tmp')), []);
+});
+
+test('maildir: an unwritable Maildir gives "create maildir file ...: Permission denied" with the caller\'s default status', { skip: isRoot ? 'root ignores permissions' : false }, async () => {
+  const md = path.join(tmp, 'ro');
+  await fsp.mkdir(path.join(md, 'tmp'), { recursive: true });
+  await fsp.chmod(path.join(md, 'tmp'), 0o500);
+  await assert.rejects(deliverToMaildir({ maildir: md, prepend: [], message: chunks(MSG), defaultDsn: '4.2.0' }), (err: unknown) => {
+    assert.ok(err instanceof MailboxError);
+    assert.equal(err.dsn, '4.2.0');
+    assert.match(err.reason, /^create maildir file .*\/tmp\/.*: Permission denied$/);
+    return true;
+  });
+});
+
+test('maildir: as root, files and new directories are given to the mailbox owner', { skip: isRoot ? false : 'needs root' }, async () => {
+  const md = path.join(tmp, 'owned', 'user', 'Maildir');
+  const res = await deliverToMaildir({ maildir: md, prepend: [], message: chunks(MSG), owner: { uid: 1234, gid: 2345 }, defaultDsn: '5.2.0' });
+  for (const p of [path.join(tmp, 'owned'), md, path.join(md, 'new'), path.join(md, 'tmp'), path.join(md, 'new', res.file)]) {
+    const st = await fsp.stat(p);
+    assert.deepEqual([st.uid, st.gid], [1234, 2345], p);
+  }
+});
+
+test('maildir: as root, a tmp/ that is a symbolic link or owned by someone else is refused', { skip: isRoot ? false : 'needs root' }, async () => {
+  const md = path.join(tmp, 'evil');
+  await fsp.mkdir(path.join(md, 'new'), { recursive: true });
+  await fsp.mkdir(path.join(md, 'cur'));
+  const elsewhere = path.join(tmp, 'elsewhere');
+  await fsp.mkdir(elsewhere);
+  await fsp.symlink(elsewhere, path.join(md, 'tmp'));
+  await fsp.chown(path.join(md, 'new'), 1234, 2345);
+  await assert.rejects(deliverToMaildir({ maildir: md, prepend: [], message: chunks(MSG), owner: { uid: 1234, gid: 2345 }, defaultDsn: '5.2.0' }), (err: unknown) => {
+    assert.ok(err instanceof MailboxError);
+    assert.equal(err.errno, 'EACCES');
+    assert.match(err.reason, /^create maildir file .*: Permission denied$/);
+    return true;
+  });
+  assert.deepEqual(await fsp.readdir(elsewhere), []);
+  assert.deepEqual(await fsp.readdir(path.join(md, 'new')), []);
+});
+
+test('maildir: disk full (tmpfs) reports 4.3.0 "No space left on device" and leaves new/ and tmp/ empty', async (t) => {
+  const mnt = path.join(tmp, 'tiny');
+  await fsp.mkdir(mnt);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'pipe' });
+  } catch (err) {
+    if (process.env.CI) throw err;
+    t.skip(`cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]}); runs in CI`);
+    return;
+  }
+  try {
+    const md = path.join(mnt, 'Maildir');
+    const big = `Subject: big\r\n\r\n${'x'.repeat(998)}\r\n`.repeat(400); // ~400 KB > 256 KiB
+    await assert.rejects(deliverToMaildir({ maildir: md, prepend: ['Delivered-To: a@b'], message: chunks(big), defaultDsn: '4.2.0' }), (err: unknown) => {
+      assert.ok(err instanceof MailboxError);
+      assert.equal(err.dsn, '4.3.0');
+      assert.equal(err.reason, 'error writing message: No space left on device');
+      return true;
+    });
+    assert.deepEqual(await fsp.readdir(path.join(md, 'new')), []);
+    assert.deepEqual(await fsp.readdir(path.join(md, 'tmp')), []);
+    // Space is back once the big one is gone: a small message goes through.
+    const ok = await deliverToMaildir({ maildir: md, prepend: [], message: chunks(MSG), defaultDsn: '4.2.0' });
+    assert.deepEqual(await fsp.readdir(path.join(md, 'new')), [ok.file]);
+  } finally {
+    execFileSync('umount', [mnt]);
+  }
+});
