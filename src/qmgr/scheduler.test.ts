@@ -1,0 +1,532 @@
+import * as assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Cleanup, type CleanupInput } from '../cleanup/index.js';
+import { loadConfig } from '../config/index.js';
+import type { Config } from '../config/types.js';
+import { Log, type MemoryLog } from '../log/index.js';
+import type { DeliveryAgent, DeliveryRequest, DeliveryStatus } from '../queue/delivery.js';
+import { queueFilePath } from '../queue/directories.js';
+import type { EnvelopeRecipient } from '../queue/envelope.js';
+import { readQueueFile } from '../queue/file.js';
+import { readStateLog } from '../queue/state-log.js';
+import { triggerQmgr } from '../queue/trigger.js';
+import { FORCE_EXPIRE_MODE, Qmgr, type TransportAgent } from './scheduler.js';
+import { parseTrigger, startTriggerServer } from './trigger.js';
+
+let tmp: string;
+before(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'postern-qmgr-'));
+});
+after(async () => {
+  await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+/**
+ * A settable clock shared by cleanup and qmgr (ms). Each reading advances it by 1 µs, so queue
+ * ids (microseconds + inode) stay unique while inodes are reused.
+ */
+class Clock {
+  constructor(public t: number) {}
+  readonly now = (): number => {
+    this.t += 0.001;
+    return this.t;
+  };
+}
+
+type Answer = (r: DeliveryRequest['recipients'][number], req: DeliveryRequest) => Partial<DeliveryStatus> & { dsn: string } | Promise<Partial<DeliveryStatus> & { dsn: string }>;
+
+/** A fake agent: answers per recipient, remembers requests, counts deliveries in flight per nexthop. */
+class FakeAgent implements DeliveryAgent {
+  readonly requests: DeliveryRequest[] = [];
+  readonly inflight = new Map<string, number>();
+  readonly maxInflight = new Map<string, number>();
+  total = 0;
+  maxTotal = 0;
+  constructor(
+    public answer: Answer,
+    private readonly relay = 'local',
+  ) {}
+  async deliver(req: DeliveryRequest): Promise<readonly DeliveryStatus[]> {
+    this.requests.push(req);
+    const n = (this.inflight.get(req.nexthop) ?? 0) + 1;
+    this.inflight.set(req.nexthop, n);
+    this.maxInflight.set(req.nexthop, Math.max(n, this.maxInflight.get(req.nexthop) ?? 0));
+    this.total++;
+    this.maxTotal = Math.max(this.maxTotal, this.total);
+    try {
+      const out: DeliveryStatus[] = [];
+      for (const r of req.recipients) {
+        const a = await this.answer(r, req);
+        out.push({ index: r.index, action: a.dsn.startsWith('2') ? 'delivered' : a.dsn.startsWith('4') ? 'deferred' : 'failed', reason: 'delivered to maildir', relay: this.relay, connSeconds: 0, xmitSeconds: 0, ...a });
+      }
+      return out;
+    } finally {
+      this.inflight.set(req.nexthop, (this.inflight.get(req.nexthop) ?? 1) - 1);
+      this.total--;
+    }
+  }
+}
+
+interface Setup {
+  q: string;
+  config: Config;
+  log: MemoryLog;
+  cleanup: Cleanup;
+  clock: Clock;
+  start(agents: Record<string, DeliveryAgent | TransportAgent>): Promise<Qmgr>;
+  submit(rcpts: readonly (string | EnvelopeRecipient)[], o?: Partial<CleanupInput>): Promise<string>;
+  texts(): string[];
+  waitFor(re: RegExp, ms?: number): Promise<string>;
+}
+
+let seq = 0;
+const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
+
+async function setup(mainCf = ''): Promise<Setup> {
+  seq += 1;
+  const dir = path.join(tmp, `t${seq}`);
+  const q = path.join(dir, 'queue');
+  await fsp.mkdir(path.join(dir, 'etc'), { recursive: true });
+  await fsp.writeFile(
+    path.join(dir, 'etc', 'main.cf'),
+    `compatibility_level = 3.6\nmyhostname = mx.example.test\nmydomain = example.test\nqueue_directory = ${q}\ninet_interfaces = loopback-only\nqueue_run_delay = 3600s\nminimal_backoff_time = 300s\nmaximal_backoff_time = 4000s\n${mainCf}`,
+  );
+  await fsp.writeFile(path.join(dir, 'etc', 'master.cf'), '');
+  const config = await loadConfig({ configDir: path.join(dir, 'etc') });
+  const clock = new Clock(T0);
+  const log = Log.memory({ myhostname: 'mx.example.test', clock: () => new Date(clock.t) });
+  const cleanup = new Cleanup({ queue_directory: q, params: config.params, log, clock: clock.now });
+  const started: Qmgr[] = [];
+  const s: Setup = {
+    q,
+    config,
+    log,
+    cleanup,
+    clock,
+    async start(agents) {
+      const table = new Map<string, TransportAgent>();
+      for (const [k, v] of Object.entries(agents)) table.set(k, 'deliver' in v ? { agent: v } : v);
+      const m = await Qmgr.start({ config, log, agents: table, cleanup, clock: clock.now, interfaceAddresses: ['127.0.0.1'] });
+      started.push(m);
+      return m;
+    },
+    async submit(rcpts, o = {}) {
+      const txn = await cleanup.open();
+      txn.write(Buffer.from('From: alice@mx.example.test\r\nSubject: test\r\n\r\nbody\r\n'));
+      const r = await txn.commit({
+        sender: 'alice@mx.example.test',
+        recipients: rcpts.map((r) => (typeof r === 'string' ? { address: r, notify: null, orcpt: null } : r)),
+        ret: null,
+        envid: null,
+        smtputf8: false,
+        body: null,
+        client: null,
+        receivedHeader: null,
+        addMissingHeaders: false,
+        ...o,
+      });
+      return r.queueId;
+    },
+    texts: () => log.texts(),
+    async waitFor(re, ms = 3000) {
+      const end = Date.now() + ms;
+      for (;;) {
+        const hit = log.lines.find((l) => re.test(l));
+        if (hit !== undefined) return hit;
+        if (Date.now() > end) throw new Error(`no log line matches ${re}\n${log.lines.join('\n')}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    },
+  };
+  return s;
+}
+
+const ok: Answer = () => ({ dsn: '2.0.0' });
+
+async function exists(p: string): Promise<boolean> {
+  return fsp.stat(p).then(
+    () => true,
+    () => false,
+  );
+}
+
+describe('qmgr: delivery', () => {
+  test('qmgr: picks up a committed message at once (no polling delay) and logs Postfix lines (golden)', async () => {
+    const s = await setup();
+    const agent = new FakeAgent(ok);
+    const m = await s.start({ local: agent });
+    try {
+      const t0 = Date.now();
+      s.clock.t = T0;
+      const id = await s.submit(['bob@mx.example.test']);
+      s.clock.t = T0 + 160;
+      await s.waitFor(new RegExp(`${id}: removed`));
+      assert.ok(Date.now() - t0 < 1000, 'delivered well before queue_run_delay');
+      const mine = s.log.lines.filter((l) => l.includes(`${id}:`) && !l.includes('/cleanup['));
+      const pid = process.pid;
+      assert.deepEqual(mine, [
+        `Nov 25 12:00:00 mx postfix/qmgr[${pid}]: ${id}: from=<alice@mx.example.test>, size=52, nrcpt=1 (queue active)`,
+        `Nov 25 12:00:00 mx postfix/local[${pid}]: ${id}: to=<bob@mx.example.test>, relay=local, delay=0.16, delays=0.16/0/0/0, dsn=2.0.0, status=sent (delivered to maildir)`,
+        `Nov 25 12:00:00 mx postfix/qmgr[${pid}]: ${id}: removed`,
+      ]);
+      assert.equal(agent.requests.length, 1);
+      const req = agent.requests[0]!;
+      assert.equal(req.transport, 'local');
+      assert.equal(req.nexthop, 'mx.example.test');
+      assert.equal(req.queueFile, queueFilePath(s.q, 'active', id));
+      assert.deepEqual(req.recipients, [{ index: 0, address: 'bob@mx.example.test', origAddress: null, notify: null, orcpt: null }]);
+      assert.equal(await exists(queueFilePath(s.q, 'active', id)), false);
+      assert.equal(await exists(path.join(s.q, 'state', id)), false, 'state log removed with the file');
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: a temporary failure defers with backoff (mtime = next try) and a flush retries it', async () => {
+    const s = await setup();
+    let fail = true;
+    const agent = new FakeAgent(() => (fail ? { dsn: '4.4.1', reason: 'connect to x[192.0.2.1]:25: Connection refused', relay: 'none' } : { dsn: '2.0.0' }));
+    const m = await s.start({ local: agent });
+    try {
+      const id = await s.submit(['bob@mx.example.test']);
+      await s.waitFor(/status=deferred/);
+      await m.idle();
+      const deferred = queueFilePath(s.q, 'deferred', id);
+      const st = await fsp.stat(deferred);
+      assert.equal(Math.round(st.mtimeMs / 1000), T0 / 1000 + 300, 'minimal_backoff_time while young');
+      assert.match(s.texts().find((t) => t.includes('status=deferred'))!, new RegExp(`^${id}: to=<bob@mx\\.example\\.test>, relay=none, delay=0, delays=0/0/0/0, dsn=4\\.4\\.1, status=deferred \\(connect to x\\[192\\.0\\.2\\.1\\]:25: Connection refused\\)$`));
+      const qf = await readQueueFile(deferred);
+      const recs = await readStateLog(s.q, id, qf.sha256);
+      assert.deepEqual(
+        recs.map((r) => [r.kind, r.kind === 'deferred' ? r.reason : '']),
+        [['deferred', 'connect to x[192.0.2.1]:25: Connection refused']],
+      );
+      // A periodic scan leaves it alone until its time comes.
+      await m.scan(false);
+      await m.idle();
+      assert.equal(agent.requests.length, 1);
+      // Older mail backs off longer: the time in queue, up to maximal_backoff_time.
+      s.clock.t = T0 + 1000_000;
+      await m.scan(false);
+      await m.idle();
+      assert.equal(agent.requests.length, 2);
+      assert.equal(Math.round((await fsp.stat(deferred)).mtimeMs / 1000), (T0 + 1000_000) / 1000 + 1000);
+      fail = false;
+      await m.flush();
+      await m.idle();
+      assert.equal(agent.requests.length, 3);
+      assert.ok(s.texts().includes(`${id}: removed`));
+      assert.equal(await exists(deferred), false);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: maximal_queue_lifetime returns the mail as expired with a bounce to the sender', async () => {
+    const s = await setup('maximal_queue_lifetime = 1d\n');
+    const agent = new FakeAgent((r) => (r.address.startsWith('alice') ? { dsn: '2.0.0' } : { dsn: '4.2.2', reason: 'mailbox full' }));
+    const m = await s.start({ local: agent });
+    try {
+      s.clock.t = T0 - 2 * 86400_000;
+      const id = await s.submit(['bob@mx.example.test']);
+      s.clock.t = T0;
+      await s.waitFor(new RegExp(`${id}: removed`));
+      await m.idle();
+      const t = s.texts();
+      const i = t.indexOf(`${id}: from=<alice@mx.example.test>, status=expired, returned to sender`);
+      assert.ok(i > 0, t.join('\n'));
+      assert.match(t[i - 1]!, /status=deferred \(mailbox full\)$/);
+      const notice = t.find((x) => x.startsWith(`${id}: sender non-delivery notification: `));
+      assert.ok(notice);
+      const nid = notice.split(': ').pop()!;
+      assert.ok(t.includes(`${nid}: removed`), 'the bounce itself was delivered to alice');
+      const bounceReq = agent.requests.find((r) => r.queueId === nid)!;
+      assert.equal(bounceReq.sender, '');
+      assert.equal(bounceReq.recipients[0]!.address, 'alice@mx.example.test');
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: a permanent failure is logged bounced and returned; other recipients still delivered', async () => {
+    const s = await setup();
+    const agent = new FakeAgent((r) => (r.address.startsWith('nobody') ? { dsn: '5.1.1', reason: 'unknown user: "nobody"' } : { dsn: '2.0.0' }));
+    const m = await s.start({ local: agent });
+    try {
+      const id = await s.submit(['bob@mx.example.test', 'nobody@mx.example.test']);
+      await s.waitFor(new RegExp(`${id}: removed`));
+      await m.idle();
+      const t = s.texts();
+      assert.ok(t.some((x) => x.startsWith(`${id}: to=<nobody@mx.example.test>, relay=local,`) && x.endsWith('dsn=5.1.1, status=bounced (unknown user: "nobody")')));
+      assert.ok(t.some((x) => x.startsWith(`${id}: sender non-delivery notification: `)));
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: per-recipient state survives a restart: finished recipients are not repeated', async () => {
+    const s = await setup('local_destination_recipient_limit = 1\n');
+    const release: (() => void)[] = [];
+    const first = new FakeAgent((r) =>
+      r.address.startsWith('slow') ? new Promise<{ dsn: string }>((resolve) => release.push(() => resolve({ dsn: '2.0.0' }))) : { dsn: '2.0.0' },
+    );
+    let m = await s.start({ local: first });
+    const id = await s.submit(['a@mx.example.test', 'slow@mx.example.test', 'b@mx.example.test']);
+    await s.waitFor(/to=<b@mx\.example\.test>.*status=sent/);
+    await s.waitFor(/to=<a@mx\.example\.test>.*status=sent/);
+    // Stop while `slow` is still being delivered: the file stays in active/.
+    await m.stop(Date.now() + 50);
+    assert.equal(await exists(queueFilePath(s.q, 'active', id)), true);
+    const second = new FakeAgent(ok);
+    m = await s.start({ local: second });
+    try {
+      await s.waitFor(new RegExp(`${id}: removed`));
+      await m.idle();
+      assert.deepEqual(
+        second.requests.flatMap((r) => r.recipients.map((x) => x.address)),
+        ['slow@mx.example.test'],
+      );
+    } finally {
+      for (const f of release) f();
+      await m.stop();
+    }
+  });
+
+  test('qmgr: a corrupt queue file goes to corrupt/ with a warning, the rest is still delivered; hold/ is untouched', async () => {
+    const s = await setup();
+    const m0 = await s.start({});
+    await m0.stop();
+    await fsp.writeFile(path.join(s.q, 'incoming', 'ABCDE12345'), 'POSTERN QUEUE 1\ngarbage');
+    await fsp.writeFile(path.join(s.q, 'hold', 'ABCDE12346'), 'held');
+    const agent = new FakeAgent(ok);
+    const m = await s.start({ local: agent });
+    try {
+      const id = await s.submit(['bob@mx.example.test']);
+      await s.waitFor(new RegExp(`${id}: removed`));
+      await m.idle();
+      const t = s.texts();
+      assert.ok(t.includes('warning: ABCDE12345: message rejected: file too short (23 bytes)'), t.join('\n'));
+      assert.ok(t.includes('warning: saving corrupt file "ABCDE12345" from queue "active" to queue "corrupt"'));
+      assert.equal(await exists(path.join(s.q, 'corrupt', 'ABCDE12345')), true);
+      assert.equal(await fsp.readFile(path.join(s.q, 'hold', 'ABCDE12346'), 'utf8'), 'held');
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: destination concurrency and recipient limits are respected', async () => {
+    const s = await setup('smtp_destination_concurrency_limit = 2\nsmtp_destination_recipient_limit = 3\n');
+    const agent = new FakeAgent(async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      return { dsn: '2.0.0', reason: '250 ok' };
+    }, 'x[192.0.2.1]:25');
+    const m = await s.start({ smtp: agent });
+    try {
+      const subs: Promise<string>[] = [];
+      for (let i = 0; i < 8; i++) for (const d of ['one.example', 'two.example']) subs.push(s.submit([`u${i}@${d}`]));
+      const ids = await Promise.all(subs);
+      ids.push(await s.submit(['a@three.example', 'b@three.example', 'c@three.example', 'd@three.example', 'e@three.example', 'f@three.example', 'g@three.example']));
+      for (const id of ids) await s.waitFor(new RegExp(`${id}: removed`), 5000);
+      assert.equal(agent.maxInflight.get('one.example'), 2);
+      assert.equal(agent.maxInflight.get('two.example'), 2);
+      const three = agent.requests.filter((r) => r.nexthop === 'three.example').map((r) => r.recipients.length);
+      assert.deepEqual(three, [3, 3, 1]);
+      assert.ok(agent.maxTotal >= 3, 'different destinations run in parallel');
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: master.cf maxproc limits deliveries over a transport', async () => {
+    const s = await setup();
+    const agent = new FakeAgent(async () => {
+      await new Promise((r) => setTimeout(r, 10));
+      return { dsn: '2.0.0' };
+    });
+    const m = await s.start({ smtp: { agent, maxproc: 1 } });
+    try {
+      const ids = [await s.submit(['a@one.example']), await s.submit(['a@two.example']), await s.submit(['a@three.example'])];
+      for (const id of ids) await s.waitFor(new RegExp(`${id}: removed`));
+      assert.equal(agent.maxTotal, 1);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: a transport without an agent defers with "mail transport unavailable"', async () => {
+    const s = await setup();
+    const m = await s.start({});
+    try {
+      const id = await s.submit(['bob@remote.example']);
+      await s.waitFor(/status=deferred/);
+      await m.idle();
+      const t = s.texts();
+      assert.ok(t.includes('warning: connect to transport private/smtp: no delivery agent for this transport in this Postern (smtp client not implemented yet); mail for it is deferred'));
+      assert.ok(s.log.lines.some((l) => new RegExp(`postfix/qmgr\\[\\d+\\]: ${id}: to=<bob@remote\\.example>, relay=none, delay=0, delays=0/0/0/0, dsn=4\\.3\\.0, status=deferred \\(mail transport unavailable\\)$`).test(l)));
+      assert.equal(await exists(queueFilePath(s.q, 'deferred', id)), true);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: transport_maps error: bounces through the built-in error agent, logged as error', async () => {
+    const s = await setup('transport_maps = inline:{ {bad.example = error:5.7.1 no mail for you} }\n');
+    const m = await s.start({ local: new FakeAgent(ok) });
+    try {
+      const id = await s.submit(['x@bad.example']);
+      await s.waitFor(new RegExp(`${id}: removed`));
+      assert.ok(s.log.lines.some((l) => new RegExp(`postfix/error\\[\\d+\\]: ${id}: to=<x@bad\\.example>, relay=none, .*dsn=5\\.7\\.1, status=bounced \\(no mail for you\\)$`).test(l)));
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: mail to the local double-bounce address is discarded by qmgr', async () => {
+    const s = await setup();
+    const agent = new FakeAgent(ok);
+    const m = await s.start({ local: agent });
+    try {
+      const id = await s.submit(['double-bounce@mx.example.test']);
+      await s.waitFor(new RegExp(`${id}: removed`));
+      assert.equal(agent.requests.length, 0);
+      assert.ok(s.texts().some((t) => t.startsWith(`${id}: to=<double-bounce@mx.example.test>, relay=none,`) && t.endsWith('status=sent (undeliverable postmaster notification discarded)')));
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: virtual aliases expand at delivery; expanded addresses finished before a restart are not repeated', async () => {
+    const s = await setup('virtual_alias_maps = inline:{ {team@alias.example = a@mx.example.test, b@far.example} }\nvirtual_alias_domains = alias.example\n');
+    const local = new FakeAgent(ok);
+    let m = await s.start({ local });
+    const id = await s.submit(['team@alias.example']);
+    await s.waitFor(/to=<a@mx\.example\.test>, orig_to=<team@alias\.example>, relay=local, .*status=sent/);
+    await s.waitFor(/to=<b@far\.example>, orig_to=<team@alias\.example>, relay=none, .*status=deferred \(mail transport unavailable\)/);
+    await m.idle();
+    await m.stop();
+    const smtp = new FakeAgent(() => ({ dsn: '2.0.0', reason: '250 ok' }), 'far[192.0.2.9]:25');
+    m = await s.start({ local, smtp });
+    try {
+      await m.flush();
+      await s.waitFor(new RegExp(`${id}: removed`));
+      assert.equal(local.requests.length, 1, 'a@ is not delivered again');
+      assert.deepEqual(smtp.requests[0]!.recipients, [{ index: 0, address: 'b@far.example', origAddress: 'team@alias.example', notify: null, orcpt: null }]);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: delay_warning_time sends one delay notice; NOTIFY=SUCCESS gets a success notice', async () => {
+    const s = await setup('delay_warning_time = 1h\n');
+    let deferBob = true;
+    const agent = new FakeAgent((r) => (r.address.startsWith('bob') && deferBob ? { dsn: '4.2.0', reason: 'try later' } : { dsn: '2.0.0' }));
+    const m = await s.start({ local: agent });
+    try {
+      s.clock.t = T0 - 2 * 3600_000;
+      const id = await s.submit(['bob@mx.example.test', { address: 'carol@mx.example.test', notify: ['SUCCESS'], orcpt: null }]);
+      s.clock.t = T0;
+      await s.waitFor(new RegExp(`${id}: sender delay notification: `));
+      await s.waitFor(new RegExp(`${id}: sender delivery status notification: `));
+      await m.idle();
+      await m.flush();
+      await m.idle();
+      assert.equal(s.texts().filter((t) => t.startsWith(`${id}: sender delay notification:`)).length, 1, 'only once');
+      deferBob = false;
+      await m.flush();
+      await s.waitFor(new RegExp(`${id}: removed`));
+      assert.equal(agent.requests.filter((r) => r.queueId === id && r.recipients.some((x) => x.address.startsWith('carol'))).length, 1);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: postsuper -e (group-execute bit) force-expires a deferred message', async () => {
+    const s = await setup();
+    const agent = new FakeAgent(() => ({ dsn: '4.0.0', reason: 'later' }));
+    const m = await s.start({ local: agent });
+    try {
+      const id = await s.submit(['bob@mx.example.test']);
+      await s.waitFor(/status=deferred/);
+      await m.idle();
+      await fsp.chmod(queueFilePath(s.q, 'deferred', id), 0o600 | FORCE_EXPIRE_MODE);
+      await m.flush();
+      await s.waitFor(new RegExp(`${id}: removed`));
+      assert.ok(s.texts().includes(`${id}: from=<alice@mx.example.test>, status=force-expired, returned to sender`));
+      assert.ok(s.log.lines.some((l) => /postfix\/retry\[\d+\]: .*dsn=4\.7\.0, status=deferred \(message is administratively expired\)/.test(l)));
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: the active window (qmgr_message_active_limit) is respected and refilled', async () => {
+    const s = await setup('qmgr_message_active_limit = 2\n');
+    const agent = new FakeAgent(async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      return { dsn: '2.0.0' };
+    });
+    const m = await s.start({ local: agent });
+    let maxActive = 0;
+    const timer = setInterval(() => {
+      maxActive = Math.max(maxActive, m.activeCount);
+    }, 1);
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++) ids.push(await s.submit([`u${i}@mx.example.test`]));
+      for (const id of ids) await s.waitFor(new RegExp(`${id}: removed`));
+      assert.ok(maxActive <= 2, `active ${maxActive}`);
+    } finally {
+      clearInterval(timer);
+      await m.stop();
+    }
+  });
+});
+
+describe('qmgr: trigger endpoint', () => {
+  test('qmgr: trigger requests parse as Postfix letters and S site', () => {
+    assert.deepEqual(parseTrigger('FAD'), { scanIncoming: true, scanDeferred: true, all: true, site: null });
+    assert.deepEqual(parseTrigger('I'), { scanIncoming: true, scanDeferred: false, all: false, site: null });
+    assert.deepEqual(parseTrigger('S example.com'), { scanIncoming: false, scanDeferred: false, all: false, site: 'example.com' });
+    assert.ok('error' in parseTrigger('X'));
+    assert.ok('error' in parseTrigger('S '));
+  });
+
+  test('qmgr: triggerQmgr reaches a running qmgr; without one it fails with "qmgr is not running"', async () => {
+    const s = await setup();
+    const calls: string[] = [];
+    await assert.rejects(triggerQmgr(s.q, 'flush'), /qmgr is not running/);
+    const server = await startTriggerServer(s.q, { scan: async (all) => void calls.push(`scan ${all}`), flushSite: async (site) => void calls.push(`site ${site}`) }, s.log.logger('qmgr'));
+    try {
+      assert.equal(((await fsp.stat(server.path)).mode & 0o777).toString(8), '666');
+      await triggerQmgr(s.q, 'flush');
+      await triggerQmgr(s.q, { site: 'example.org' });
+      await triggerQmgr(s.q, 'scan');
+      assert.deepEqual(calls, ['scan true', 'site example.org', 'scan false']);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('qmgr: postqueue -s site delivers only that site\'s deferred mail', async () => {
+    const s = await setup();
+    let fail = true;
+    const agent = new FakeAgent(() => (fail ? { dsn: '4.4.1', reason: 'no route' } : { dsn: '2.0.0', reason: '250 ok' }), 'x[192.0.2.1]:25');
+    const m = await s.start({ smtp: agent });
+    try {
+      const a = await s.submit(['u@site.example']);
+      const b = await s.submit(['u@other.example']);
+      await s.waitFor(new RegExp(`${a}: to=.*status=deferred`));
+      await s.waitFor(new RegExp(`${b}: to=.*status=deferred`));
+      await m.idle();
+      fail = false;
+      await m.flushSite('SITE.example');
+      await s.waitFor(new RegExp(`${a}: removed`));
+      await m.idle();
+      assert.equal(await exists(queueFilePath(s.q, 'deferred', b)), true);
+    } finally {
+      await m.stop();
+    }
+  });
+});
