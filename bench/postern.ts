@@ -5,9 +5,9 @@
  * Stopped by pid: SIGTERM (Postern drains and exits 0, which also writes a --cpu-prof profile),
  * SIGKILL after a grace period.
  *
- * Until smtpd is registered in src/master/daemons.ts, `bin/postern.js run` closes every SMTP
- * connection; the child then runs ./serve.ts instead (the same Master, the same smtpd, registered
- * there) and the report says so.
+ * While smtpd or qmgr exists but is not yet registered in src/master/daemons.ts (`bin/postern.js
+ * run` would close every SMTP connection, or deliver nothing), the child runs ./serve.ts instead
+ * (the same Master with those daemons registered there) and the report says so.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -21,9 +21,20 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 const BIN = path.join(ROOT, 'bin', 'postern.js');
 const SERVE = path.join(ROOT, 'dist', 'bench', 'serve.js');
 
+/** src/queue/directories.ts: names and modes (Postfix's postfix-files). */
+const QUEUE_SUBDIRS: readonly [string, number][] = [
+  ['incoming', 0o700],
+  ['active', 0o700],
+  ['deferred', 0o700],
+  ['hold', 0o700],
+  ['corrupt', 0o700],
+  ['maildrop', 0o730],
+  ['state', 0o700],
+];
+
 export interface PosternOptions {
-  /** Run dist/bench/serve.js rather than bin/postern.js (smtpd not registered yet). */
-  readonly fallback: boolean;
+  /** Daemons to register in dist/bench/serve.js, run instead of bin/postern.js; empty: bin/postern.js. */
+  readonly fallback: readonly string[];
   /** Write a V8 CPU profile of the server into this directory (node --cpu-prof). */
   readonly cpuProfDir?: string;
 }
@@ -55,6 +66,14 @@ export class PosternServer implements Server {
       fs.mkdirSync(path.join(d, sub), { recursive: true });
       fs.chownSync(path.join(d, sub), MAILBOX_ID, MAILBOX_ID);
     }
+    // The queue's directories belong to mail_owner, as Postfix's post-install makes them; created
+    // here because a daemon that starts before the privilege drop (qmgr) would make them root's.
+    for (const [sub, mode] of QUEUE_SUBDIRS) {
+      const q = path.join(d, 'queue', sub);
+      fs.mkdirSync(q, { recursive: true, mode });
+      fs.chmodSync(q, mode);
+      fs.chownSync(q, MAILBOX_ID, MAILBOX_ID);
+    }
     const main = [...commonMainCf(d, profile), 'mail_owner = nobody'];
     fs.writeFileSync(path.join(d, 'main.cf'), `${main.join('\n')}\n`);
     fs.writeFileSync(path.join(d, 'master.cf'), masterCf(this.port, profile));
@@ -68,7 +87,7 @@ export class PosternServer implements Server {
       fs.chownSync(this.opts.cpuProfDir, MAILBOX_ID, MAILBOX_ID);
       nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${this.opts.cpuProfDir}`);
     }
-    const args = this.opts.fallback ? [...nodeArgs, SERVE, this.dir] : [...nodeArgs, BIN, 'run', '-c', this.dir];
+    const args = this.opts.fallback.length > 0 ? [...nodeArgs, SERVE, this.dir, this.opts.fallback.join(',')] : [...nodeArgs, BIN, 'run', '-c', this.dir];
     this.#output = '';
     const child = spawn(process.execPath, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MAIL_CONFIG: '' } });
     this.#child = child;

@@ -9,7 +9,7 @@ export interface Row {
   /** How to print the values: a rate (msg/s), MiB or seconds. */
   readonly unit: 'msg/s' | 'MiB' | 's';
   /** Target text and its check on (postern, postfix); omitted when the issue sets none. */
-  readonly target?: { readonly text: string; readonly met: (postern: number, postfix: number | null) => boolean };
+  readonly target?: { readonly text: string; readonly met: (postern: number, postfix: number | null) => boolean; readonly relative?: boolean };
 }
 
 export function fmt(v: number | null, unit: Row['unit']): string {
@@ -25,7 +25,10 @@ export function table(rows: readonly Row[]): string {
     const q = r.postern !== null && r.postfix !== null && r.postfix > 0 ? r.postern / r.postfix : null;
     const ratio = q === null ? 'n/a' : `${q.toFixed(q < 0.1 ? 4 : 2)}×`;
     let met = '';
-    if (r.target) met = r.postern === null ? 'not measured' : r.target.met(r.postern, r.postfix) ? 'yes' : '**no**';
+    if (r.target) {
+      const measured = r.postern !== null && (r.postfix !== null || r.target.relative !== true);
+      met = !measured ? 'not measured' : r.target.met(r.postern!, r.postfix) ? 'yes' : '**no**';
+    }
     out.push(`| ${r.figure} | ${fmt(r.postfix, r.unit)} | ${fmt(r.postern, r.unit)} | ${ratio} | ${r.target?.text ?? ''} | ${met} |`);
   }
   return out.join('\n');
