@@ -75,6 +75,23 @@ export const EMBEDDED_MASTER_CF = `# Postern embedded master.cf: Postfix's servi
   -o smtpd_tls_wrappermode=yes
 2143      inet  n       -       n       -       -       imapd
 2993      inet  n       -       n       -       -       imapd
+# The queue manager and the delivery agents it runs (Postfix's unix services; Postern runs the
+# ones it implements inside qmgr, the others are accepted and ignored).
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+  -o syslog_name=postfix/$service_name
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
 `;
 
 /** Ports of the embedded services, for docs and tests. */

@@ -17,4 +17,6 @@ export type DaemonLoader = () => Promise<DaemonFactory>;
 
 export const DAEMONS: Readonly<Record<string, DaemonLoader>> = {
   // smtpd: async () => (await import('../smtpd/index.js')).createDaemon,
+  // qmgr runs the delivery agents of master.cf's unix services itself (../qmgr/agents.ts).
+  qmgr: async () => (await import('../qmgr/index.js')).createDaemon,
 };
