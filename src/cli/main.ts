@@ -2,6 +2,7 @@
  * `postern [-c DIR] COMMAND [ARGS]`: the command table. Each command lives in its own module and is
  * loaded only when named, so `postern postconf` does not load the SMTP server.
  */
+import * as path from 'node:path';
 import { type CliContext, type CommandMain, DEFAULT_CONFIG_DIR } from './context.js';
 
 interface CommandEntry {
@@ -14,7 +15,26 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   check: { summary: 'report everything `run` would refuse, without starting', load: async () => (await import('./check.js')).main },
   postconf: { summary: 'show or edit main.cf/master.cf as postconf(1)', load: async () => (await import('./postconf.js')).main },
   postmap: { summary: 'check a lookup table file and query it, as postmap(1)', load: async () => (await import('./postmap.js')).main },
+  sendmail: { summary: 'submit mail from the command line or SMTP on stdin, as sendmail(1)', load: async () => (await import('./sendmail.js')).main },
+  mailq: { summary: 'list the mail queue (sendmail -bp), as mailq(1)', load: async () => (await import('./mailq.js')).main },
+  newaliases: {
+    summary: 'sendmail -bi: nothing to rebuild (alias tables are read from their text)',
+    load: async () => {
+      const m = await import('./sendmail.js');
+      return (args, ctx) => m.sendmail(args, ctx, 'newaliases');
+    },
+  },
+  postqueue: { summary: 'list (-p, -j) or flush (-f, -i, -s) the queue, as postqueue(1)', load: async () => (await import('./postqueue.js')).main },
+  postsuper: { summary: 'delete, hold, release, requeue queued mail, as postsuper(1)', load: async () => (await import('./postsuper.js')).main },
+  postcat: { summary: 'show a queued message, as postcat(1)', load: async () => (await import('./postcat.js')).main },
 };
+
+/**
+ * Installed under a command's name (a symbolic link `sendmail`, `mailq`, `newaliases`, ... to
+ * bin/postern.js): that command, with every argument (`sendmail -t`, `mailq`), as Postfix's
+ * sendmail decides its mode by the name it was started under.
+ */
+const PERSONALITIES: ReadonlySet<string> = new Set(['sendmail', 'mailq', 'newaliases', 'postqueue', 'postsuper', 'postcat']);
 
 export function usage(): string {
   const lines = [
@@ -29,11 +49,16 @@ export function usage(): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function main(argv: string[], io: Partial<Pick<CliContext, 'stdout' | 'stderr' | 'env'>> = {}): Promise<number> {
+export async function main(
+  argv: string[],
+  io: Partial<Pick<CliContext, 'stdout' | 'stderr' | 'env'>> = {},
+  invokedAs: string = path.basename(process.argv[1] ?? ''),
+): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
   const env = io.env ?? process.env;
   const args = [...argv];
+  if (PERSONALITIES.has(invokedAs)) args.unshift(invokedAs);
   let configDir: string | undefined;
   while (args.length > 0) {
     const a = args[0];
