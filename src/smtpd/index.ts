@@ -33,6 +33,7 @@
  * local_header_rewrite_clients, always_add_missing_headers, stress.
  */
 import type * as net from 'node:net';
+import type { CleanupOptions } from '../cleanup/index.js';
 import { paramsFrom } from '../config/index.js';
 import type { Config, MasterService, Params } from '../config/types.js';
 import { type Logger, nextSessionId } from '../log/index.js';
@@ -53,6 +54,8 @@ export interface SmtpdOptions {
   readonly hooks?: SmtpdHooks;
   /** Time limit of the client name lookup (default 10 s). */
   readonly peerLookupTimeoutMs?: number;
+  /** Test seams for cleanup (a failing file system, a full disk). */
+  readonly cleanupOptions?: Partial<Pick<CleanupOptions, 'fs' | 'statfs' | 'dirSync' | 'clock'>>;
 }
 
 /**
@@ -117,6 +120,7 @@ export class Smtpd implements Daemon {
       resolver: opts.resolver ?? systemResolver(),
       anvil,
       hooks: opts.hooks ?? {},
+      ...(opts.cleanupOptions ? { cleanupOptions: opts.cleanupOptions } : {}),
       ...(reuse ? { tls: reuse.tls, cleanup: reuse.cleanup } : {}),
     });
   }

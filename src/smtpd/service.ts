@@ -5,7 +5,7 @@
  * Built once per service and rebuilt on reload; sessions keep the one they started with.
  */
 import * as os from 'node:os';
-import { Cleanup } from '../cleanup/index.js';
+import { Cleanup, type CleanupOptions } from '../cleanup/index.js';
 import { buildAddressList, buildMynetworks, type NetworkMatcher } from '../config/mynetworks.js';
 import { openTable } from '../config/tables/index.js';
 import type { Params } from '../config/types.js';
@@ -102,6 +102,8 @@ export interface BuildOptions {
   /** Reuse a TLS engine (reload keeps it and reloads its files). */
   readonly tls?: SmtpdTls | null;
   readonly cleanup?: Cleanup;
+  /** Test seams for the Cleanup this service creates (a failing file system, a full disk). */
+  readonly cleanupOptions?: Partial<Pick<CleanupOptions, 'fs' | 'statfs' | 'dirSync' | 'clock'>>;
 }
 
 /** Build a service context. Throws PosternError/ConfigError on a configuration that cannot run. */
@@ -122,7 +124,7 @@ export async function buildService(o: BuildOptions): Promise<ServiceContext> {
       tls = null;
     }
   }
-  const cleanup = o.cleanup ?? new Cleanup({ queue_directory: p.queue_directory, params: p, log: o.log });
+  const cleanup = o.cleanup ?? new Cleanup({ queue_directory: p.queue_directory, params: p, log: o.log, ...(o.cleanupOptions ?? {}) });
   const listOf = (param: string, values: readonly string[]): NetworkMatcher => {
     try {
       return buildAddressList(param, values);

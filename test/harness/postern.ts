@@ -18,7 +18,7 @@ import { Log, type MemoryLog } from '../../src/log/index.js';
 import type { Listener } from '../../src/master/daemon.js';
 import { queueFilePath } from '../../src/queue/directories.js';
 import { type QueueFile, readMessage, readQueueFile } from '../../src/queue/file.js';
-import { createSmtpd, nullResolver, type Resolver, type Smtpd, type SmtpdHooks } from '../../src/smtpd/index.js';
+import { createSmtpd, nullResolver, type Resolver, type Smtpd, type SmtpdHooks, type SmtpdOptions } from '../../src/smtpd/index.js';
 
 export interface StartOptions {
   /** main.cf lines; they come after the harness's own (myhostname, queue_directory, ...), so they win. */
@@ -33,6 +33,7 @@ export interface StartOptions {
   readonly ipv6?: boolean;
   /** Stress mode for every connection (Listener.stress). */
   readonly stress?: boolean;
+  readonly cleanupOptions?: SmtpdOptions['cleanupOptions'];
 }
 
 export interface StartedPostern {
@@ -105,7 +106,10 @@ export async function startPostern(o: StartOptions = {}): Promise<StartedPostern
   const log = Log.memory({ myhostname: 'mx.example.test' });
   let smtpd: Smtpd;
   try {
-    smtpd = await createSmtpd({ config, service, log }, { resolver: o.resolver ?? nullResolver(), hooks: o.hooks ?? {}, peerLookupTimeoutMs: 2000 });
+    smtpd = await createSmtpd(
+      { config, service, log },
+      { resolver: o.resolver ?? nullResolver(), hooks: o.hooks ?? {}, peerLookupTimeoutMs: 2000, ...(o.cleanupOptions ? { cleanupOptions: o.cleanupOptions } : {}) },
+    );
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });
     throw e;
