@@ -169,6 +169,17 @@ describe('local agent', { concurrency: false }, () => {
     assert.deepEqual(s.log.lines.filter((l) => l.includes('/local[')), [], 'the agent logs no per-recipient line');
   });
 
+  test('local: a user whose home cannot hold a Maildir bounces 5.2.0 with Postfix\'s maildir warnings', { skip: isRoot ? false : 'needs root' }, async () => {
+    const s = setup();
+    const st = only(await s.agent.deliver(await s.queue({ rcpts: ['nobody@example.test'] })));
+    assert.equal(st.dsn, '5.2.0');
+    assert.match(st.reason, /^maildir delivery failed: create maildir file \/nonexistent\/Maildir\/tmp\/\S+: Permission denied$/);
+    const warnings = s.log.lines.filter((l) => l.includes('/local['));
+    assert.match(warnings[0]!, /warning: maildir access problem for UID\/GID=65534\/65534: create maildir file /);
+    assert.match(warnings[1]!, /warning: perhaps you need to create the maildirs in advance$/);
+    await assert.rejects(fsp.stat('/nonexistent/Maildir'), { code: 'ENOENT' });
+  });
+
   test('local: user+tag is delivered to user; Delivered-To keeps the full address', async () => {
     await clearMaildirs();
     const s = setup();
@@ -237,6 +248,7 @@ describe('local agent', { concurrency: false }, () => {
   test('local: an alias that names itself delivers to the user of that name', async () => {
     await fsp.writeFile(passwd, `${await fsp.readFile(passwd, 'utf8')}self:x:1002:1000::${tmp}/home/self:/bin/sh\n`);
     await fsp.mkdir(path.join(tmp, 'home', 'self'), { recursive: true });
+    if (isRoot) await fsp.chown(path.join(tmp, 'home', 'self'), 1002, 1000);
     await new Promise((r) => setTimeout(r, 1100)); // the passwd file is re-read at most once a second
     const s = setup();
     const st = only(await s.agent.deliver(await s.queue({ rcpts: ['self@example.test'] })));

@@ -32,6 +32,7 @@ import * as path from 'node:path';
 import type { Params } from '../config/types.js';
 import type { Log, Logger } from '../log/index.js';
 import { type MailboxChanges, mailboxChanges } from '../mailbox/changes.js';
+import { ownerMay } from '../mailbox/dirs.js';
 import { errText, MailboxError } from '../mailbox/errors.js';
 import { deliverToMaildir } from '../mailbox/maildir.js';
 import { appendToMbox, fromLine, MboxError } from '../mailbox/mbox.js';
@@ -778,18 +779,12 @@ export function splitAddr(local: string, delimiters: string, ownerRequestSpecial
 
 /** Would `rights` be allowed to append to (or create) `file`? The owner/group/other bits only. */
 async function mayWrite(file: string, rights: Rights): Promise<boolean> {
-  const can = (st: { uid: number; gid: number; mode: number }, bits: number): boolean => {
-    if (st.uid === rights.uid) return ((st.mode >> 6) & bits) === bits;
-    if (st.gid === rights.gid) return ((st.mode >> 3) & bits) === bits;
-    return (st.mode & bits) === bits;
-  };
   try {
-    const st = await fsp.stat(file);
-    return can(st, constants.W_OK);
+    return ownerMay(await fsp.stat(file), rights, constants.W_OK);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return false;
     try {
-      return can(await fsp.stat(path.dirname(file)), constants.W_OK | constants.X_OK);
+      return ownerMay(await fsp.stat(path.dirname(file)), rights, constants.W_OK | constants.X_OK);
     } catch {
       return false;
     }

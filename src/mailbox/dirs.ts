@@ -19,7 +19,24 @@ export function mustChown(owner: MailboxOwner | null | undefined): owner is Mail
   return owner.uid !== 0 || owner.gid !== 0;
 }
 
-/** Create `dir` and its missing parents (mode `mode`, chowned to `owner` as root). Idempotent. */
+/**
+ * Would `owner` have the permission `bits` (W_OK | X_OK style, 0-7) on a file with this stat?
+ * The owner, group or other bits as the kernel picks them (supplementary groups not considered).
+ */
+export function ownerMay(st: { uid: number; gid: number; mode: number }, owner: MailboxOwner, bits: number): boolean {
+  if (owner.uid === 0) return true;
+  if (st.uid === owner.uid) return ((st.mode >> 6) & bits) === bits;
+  if (st.gid === owner.gid) return ((st.mode >> 3) & bits) === bits;
+  return (st.mode & bits) === bits;
+}
+
+/**
+ * Create `dir` and its missing parents (mode `mode`). Idempotent. Running as root for another
+ * owner, a directory is only created where the owner could have created it (write and search
+ * permission on its parent, as Postfix's make_dirs() running as the recipient), and is then
+ * given to the owner; otherwise EACCES, so mail for an account whose home is `/nonexistent`
+ * does not make root create it.
+ */
 export async function makeDirs(dir: string, mode: number, owner: MailboxOwner | null | undefined, dirSync: DirSync): Promise<void> {
   const target = path.resolve(dir);
   const missing: string[] = [];
@@ -34,6 +51,9 @@ export async function makeDirs(dir: string, mode: number, owner: MailboxOwner | 
     }
   }
   for (const d of missing.reverse()) {
+    if (mustChown(owner) && !ownerMay(await fsp.stat(path.dirname(d)), owner, 0o3)) {
+      throw Object.assign(new Error(`mkdir ${d}: permission denied for uid ${owner.uid}`), { code: 'EACCES' });
+    }
     try {
       await fsp.mkdir(d, { mode });
     } catch (err) {

@@ -21,7 +21,7 @@
  */
 export { type MailboxChange, type MailboxChangeKind, MailboxChanges, type MailboxListener, mailboxChanges } from './changes.js';
 export { LfCopier } from './copy.js';
-export { type MailboxOwner, makeDirs } from './dirs.js';
+export { type MailboxOwner, makeDirs, ownerMay } from './dirs.js';
 export { errText, MailboxError, mboxDsn } from './errors.js';
 export {
   deliverToMaildir,

@@ -101,12 +101,27 @@ test('maildir: an unwritable Maildir gives "create maildir file ...: Permission 
 });
 
 test('maildir: as root, files and new directories are given to the mailbox owner', { skip: isRoot ? false : 'needs root' }, async () => {
+  await fsp.mkdir(path.join(tmp, 'owned'));
+  await fsp.chown(path.join(tmp, 'owned'), 1234, 2345);
   const md = path.join(tmp, 'owned', 'user', 'Maildir');
   const res = await deliverToMaildir({ maildir: md, prepend: [], message: chunks(MSG), owner: { uid: 1234, gid: 2345 }, defaultDsn: '5.2.0' });
   for (const p of [path.join(tmp, 'owned'), md, path.join(md, 'new'), path.join(md, 'tmp'), path.join(md, 'new', res.file)]) {
     const st = await fsp.stat(p);
     assert.deepEqual([st.uid, st.gid], [1234, 2345], p);
   }
+});
+
+test('maildir: as root, no Maildir is created where its owner could not create it (a home of /nonexistent)', { skip: isRoot ? false : 'needs root' }, async () => {
+  const parent = path.join(tmp, 'rootonly');
+  await fsp.mkdir(parent, { mode: 0o755 });
+  const md = path.join(parent, 'nonexistent', 'Maildir');
+  await assert.rejects(deliverToMaildir({ maildir: md, prepend: [], message: chunks(MSG), owner: { uid: 1234, gid: 2345 }, defaultDsn: '5.2.0' }), (err: unknown) => {
+    assert.ok(err instanceof MailboxError);
+    assert.equal(err.errno, 'EACCES');
+    assert.equal(err.dsn, '5.2.0');
+    return true;
+  });
+  assert.deepEqual(await fsp.readdir(parent), []);
 });
 
 test('maildir: as root, a tmp/ that is a symbolic link or owned by someone else is refused', { skip: isRoot ? false : 'needs root' }, async () => {
