@@ -6,6 +6,8 @@
 export type Scenario = 'accept' | 'idle' | 'e2e' | 'queue';
 export const SCENARIOS: readonly Scenario[] = ['accept', 'idle', 'e2e', 'queue'];
 
+export type ProfilePhase = 'accept' | 'e2e' | 'drain';
+
 export interface BenchOptions {
   readonly quick: boolean;
   /** Messages per acceptance run (each session count, each size). */
@@ -26,8 +28,11 @@ export interface BenchOptions {
   readonly repeat: number;
   readonly only: ReadonlySet<Scenario>;
   readonly servers: ReadonlySet<'postfix' | 'postern'>;
-  /** Profile Postern (node --cpu-prof) during an extra acceptance run at 20 × 2 KiB. */
-  readonly profile: boolean;
+  /**
+   * Phases to CPU-profile Postern in (node --cpu-prof): `accept` adds one acceptance run at
+   * 20 × 2 KiB; `e2e` and `drain` profile those runs themselves.
+   */
+  readonly profile: ReadonlySet<ProfilePhase>;
   readonly keep: boolean;
 }
 
@@ -46,7 +51,9 @@ Environment:
   BENCH_REPEAT=N           runs per acceptance figure; the median is reported (1)
   BENCH_ONLY=accept,idle,e2e,queue   scenarios to run (all)
   BENCH_SERVERS=postfix,postern      servers to run (both)
-  BENCH_PROFILE=1          also CPU-profile Postern at 20 sessions x 2 KiB and list its hot spots
+  BENCH_PROFILE=accept,e2e,drain   CPU-profile Postern (node --cpu-prof) and list its hot spots:
+                           accept = one extra acceptance run at 20 x 2 KiB (also BENCH_PROFILE=1);
+                           e2e, drain = those runs themselves
   BENCH_KEEP=1             keep the temporary directories (configs, queues, logs)
 `;
 
@@ -66,9 +73,9 @@ function ints(env: NodeJS.ProcessEnv, name: string, dflt: readonly number[]): re
   return out;
 }
 
-function names<T extends string>(env: NodeJS.ProcessEnv, name: string, all: readonly T[]): ReadonlySet<T> {
+function names<T extends string>(env: NodeJS.ProcessEnv, name: string, dflt: readonly T[], all: readonly T[] = dflt): ReadonlySet<T> {
   const v = env[name];
-  if (v === undefined || v === '') return new Set(all);
+  if (v === undefined || v === '') return new Set(dflt);
   const out = v.split(',').map((x) => x.trim().toLowerCase());
   for (const x of out) if (!(all as readonly string[]).includes(x)) throw new Error(`${name}=${v}: "${x}" is not one of ${all.join(', ')}`);
   return new Set(out as T[]);
@@ -92,7 +99,7 @@ export function benchOptions(env: NodeJS.ProcessEnv): BenchOptions {
     repeat: int(env, 'BENCH_REPEAT', 1),
     only: names(env, 'BENCH_ONLY', SCENARIOS),
     servers: names(env, 'BENCH_SERVERS', ['postfix', 'postern'] as const),
-    profile: flag(env, 'BENCH_PROFILE'),
+    profile: env.BENCH_PROFILE === '1' ? new Set(['accept']) : env.BENCH_PROFILE === '0' ? new Set() : names(env, 'BENCH_PROFILE', [] as ProfilePhase[], ['accept', 'e2e', 'drain']),
     keep: flag(env, 'BENCH_KEEP'),
   };
 }

@@ -35,8 +35,6 @@ const QUEUE_SUBDIRS: readonly [string, number][] = [
 export interface PosternOptions {
   /** Daemons to register in dist/bench/serve.js, run instead of bin/postern.js; empty: bin/postern.js. */
   readonly fallback: readonly string[];
-  /** Write a V8 CPU profile of the server into this directory (node --cpu-prof). */
-  readonly cpuProfDir?: string;
 }
 
 export class PosternServer implements Server {
@@ -46,6 +44,8 @@ export class PosternServer implements Server {
   #child: ChildProcess | null = null;
   #exited: Promise<void> | null = null;
   #output = '';
+  /** Write a V8 CPU profile of the next start into this directory (node --cpu-prof); undefined: none. */
+  cpuProfDir: string | undefined;
 
   constructor(
     readonly dir: string,
@@ -82,10 +82,10 @@ export class PosternServer implements Server {
   async start(): Promise<void> {
     if (!fs.existsSync(path.join(this.dir, 'main.cf'))) this.configure(this.profile);
     const nodeArgs: string[] = [];
-    if (this.opts.cpuProfDir !== undefined) {
-      fs.mkdirSync(this.opts.cpuProfDir, { recursive: true });
-      fs.chownSync(this.opts.cpuProfDir, MAILBOX_ID, MAILBOX_ID);
-      nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${this.opts.cpuProfDir}`);
+    if (this.cpuProfDir !== undefined) {
+      fs.mkdirSync(this.cpuProfDir, { recursive: true });
+      fs.chownSync(this.cpuProfDir, MAILBOX_ID, MAILBOX_ID);
+      nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${this.cpuProfDir}`);
     }
     const args = this.opts.fallback.length > 0 ? [...nodeArgs, SERVE, this.dir, this.opts.fallback.join(',')] : [...nodeArgs, BIN, 'run', '-c', this.dir];
     this.#output = '';

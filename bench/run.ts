@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { closeSessions, openIdleSessions, smtpSource } from './load.js';
-import { type BenchOptions, benchOptions, USAGE } from './options.js';
+import { type BenchOptions, benchOptions, type ProfilePhase, USAGE } from './options.js';
 import { PostfixServer, postfixAvailable } from './postfix.js';
 import { PosternServer, ROOT } from './postern.js';
 import { MiB, openFilesLimit } from './procs.js';
@@ -42,15 +42,43 @@ async function freePort(): Promise<number> {
 
 let instances = 0;
 
-async function makeServer(kind: 'postfix' | 'postern', profile: Profile, o: { fallback: readonly string[]; cpuProfDir?: string }): Promise<PostfixServer | PosternServer> {
+async function makeServer(kind: 'postfix' | 'postern', profile: Profile, fallback: readonly string[]): Promise<PostfixServer | PosternServer> {
   const dir = path.join(workDir, `${kind}-${profile}-${++instances}`);
   const port = await freePort();
-  const s =
-    kind === 'postfix'
-      ? new PostfixServer(dir, port, profile)
-      : new PosternServer(dir, port, profile, { fallback: o.fallback, ...(o.cpuProfDir !== undefined ? { cpuProfDir: o.cpuProfDir } : {}) });
+  const s = kind === 'postfix' ? new PostfixServer(dir, port, profile) : new PosternServer(dir, port, profile, { fallback });
   s.configure(profile);
   return s;
+}
+
+/** Profile texts for the report, one per profiled phase. */
+const profiles: string[] = [];
+
+/** Profile Postern's next start when `phase` is asked for; returns the directory, or null. */
+function profileNext(o: BenchOptions, s: Server, phase: ProfilePhase): string | null {
+  if (!(s instanceof PosternServer) || !o.profile.has(phase)) return null;
+  const dir = path.join(workDir, `cpu-profile-${phase}-${profiles.length}`);
+  s.cpuProfDir = dir;
+  return dir;
+}
+
+/** After the profiled server stopped: the hot spots as a markdown table. */
+function profileDone(s: Server, dir: string | null, what: string): void {
+  if (dir === null || !(s instanceof PosternServer)) return;
+  s.cpuProfDir = undefined;
+  const { spots, totalMs, idleMs, files } = hotSpots(dir, ROOT, 20);
+  if (files === 0) {
+    profiles.push(`No CPU profile of ${what} was written in ${dir}.`);
+    return;
+  }
+  profiles.push(
+    [
+      `CPU profile of Postern, ${what}: ${(totalMs / 1000).toFixed(1)} s sampled, ${(idleMs / 1000).toFixed(1)} s of it idle (event loop waiting). Self time; % of the busy samples:`,
+      '',
+      '| Self ms | % busy | Function | Where | Called from (own code) |',
+      '|---:|---:|---|---|---|',
+      ...spots.map((h) => `| ${h.selfMs.toFixed(0)} | ${h.percent.toFixed(1)} | ${h.name} | ${h.where} | ${h.caller} |`),
+    ].join('\n'),
+  );
 }
 
 /** Remove every queue file of one queue (between acceptance runs; no qmgr runs in that profile). */
@@ -215,6 +243,7 @@ async function endToEnd(o: BenchOptions, servers: readonly Server[]): Promise<vo
   const sizes = o.sizes;
   const rates = new Map<string, Map<number, number | null>>(servers.map((s) => [s.name, new Map()]));
   for (const s of servers) {
+    const prof = profileNext(o, s, 'e2e');
     await s.start();
     try {
       for (const size of sizes) {
@@ -230,6 +259,7 @@ async function endToEnd(o: BenchOptions, servers: readonly Server[]): Promise<vo
     } finally {
       noteWarnings(s, 'end-to-end');
       await s.stop();
+      profileDone(s, prof, `end to end, ${o.e2eSessions} sessions × ${sizes.map(sizeName).join(', then ')} (${o.e2eMessages} msgs each)`);
     }
   }
   for (const size of sizes) {
@@ -326,6 +356,7 @@ async function queueOne(o: BenchOptions, s: PostfixServer | PosternServer): Prom
   // 3. Drain: the same messages back in incoming/, due now; time from start to the last in the Maildir.
   const before = maildirCount(s);
   const n = moveAll(s, 'deferred', 'incoming', new Date());
+  const prof = profileNext(o, s, 'drain');
   const t0 = process.hrtime.bigint();
   await s.start();
   try {
@@ -335,6 +366,7 @@ async function queueOne(o: BenchOptions, s: PostfixServer | PosternServer): Prom
   } finally {
     noteWarnings(s, 'drain');
     await s.stop();
+    profileDone(s, prof, `queue drain of ${n} msgs`);
   }
   return f;
 }
@@ -361,9 +393,9 @@ async function queueFigures(o: BenchOptions, servers: readonly (PostfixServer | 
 // ---------------------------------------------------------------------------------------------
 // Profile
 
-async function profilePostern(o: BenchOptions, fallback: readonly string[]): Promise<string> {
-  const profDir = path.join(workDir, 'cpu-profile');
-  const s = await makeServer('postern', 'accept', { fallback, cpuProfDir: profDir });
+async function profileAcceptance(o: BenchOptions, fallback: readonly string[]): Promise<void> {
+  const s = await makeServer('postern', 'accept', fallback);
+  const dir = profileNext(o, s, 'accept');
   await s.start();
   try {
     const r = await smtpSource(s.port, 20, o.messages, 2048);
@@ -371,16 +403,7 @@ async function profilePostern(o: BenchOptions, fallback: readonly string[]): Pro
   } finally {
     await s.stop();
   }
-  const { spots, totalMs, idleMs, files } = hotSpots(profDir, ROOT, 20);
-  if (files === 0) return `No CPU profile was written in ${profDir}.`;
-  const lines = [
-    `CPU profile of Postern, acceptance 20 × 2 KiB (${o.messages} msgs): ${(totalMs / 1000).toFixed(1)} s sampled, ${(idleMs / 1000).toFixed(1)} s of it idle (event loop waiting). Self time; % of the busy samples:`,
-    '',
-    '| Self ms | % busy | Function | Where | Called from (own code) |',
-    '|---:|---:|---|---|---|',
-    ...spots.map((h) => `| ${h.selfMs.toFixed(0)} | ${h.percent.toFixed(1)} | ${h.name} | ${h.where} | ${h.caller} |`),
-  ];
-  return lines.join('\n');
+  profileDone(s, dir, `acceptance 20 × 2 KiB (${o.messages} msgs)`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,14 +467,13 @@ async function main(): Promise<number> {
   say(`work directory ${workDir}`);
 
   const kinds = (['postfix', 'postern'] as const).filter((k) => o.servers.has(k));
-  const make = (profile: Profile) => Promise.all(kinds.map((k) => makeServer(k, profile, { fallback })));
-  let profileText = '';
+  const make = (profile: Profile) => Promise.all(kinds.map((k) => makeServer(k, profile, fallback)));
   try {
     if (o.only.has('accept')) await acceptance(o, await make('accept'));
     if (o.only.has('idle')) await idle(o, await make('idle'));
     if (o.only.has('e2e')) await endToEnd(o, await make('deliver'));
     if (o.only.has('queue')) await queueFigures(o, await make('accept'));
-    if (o.profile && o.servers.has('postern')) profileText = await profilePostern(o, fallback);
+    if (o.profile.has('accept') && o.servers.has('postern')) await profileAcceptance(o, fallback);
   } catch (err) {
     notes.push(`bench stopped early: ${(err as Error).stack ?? String(err)}`);
   } finally {
@@ -472,7 +494,7 @@ async function main(): Promise<number> {
     table(rows),
     '',
     ...(notes.length > 0 ? ['Notes:', '', ...notes.map((n) => `- ${n}`), ''] : []),
-    ...(profileText !== '' ? [profileText, ''] : []),
+    ...profiles.flatMap((p) => [p, '']),
   ].join('\n');
   process.stdout.write(`${doc}\n`);
   const resultsDir = path.join(ROOT, 'bench', 'results');
