@@ -24,5 +24,9 @@ if (files.length === 0) {
   process.exit(1);
 }
 const concurrency = process.env.POSTERN_TEST_CONCURRENCY ?? '4';
-const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, ...files], { stdio: 'inherit' });
+// A hung test must fail, not stall CI: node:test has no default timeout.
+const timeout = process.env.POSTERN_TEST_TIMEOUT_MS ?? '180000';
+const r = spawnSync(process.execPath, ['--test', `--test-concurrency=${concurrency}`, `--test-timeout=${timeout}`, ...files], {
+  stdio: 'inherit',
+});
 process.exit(r.status ?? 1);
