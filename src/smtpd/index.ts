@@ -34,7 +34,7 @@
  */
 import type * as net from 'node:net';
 import type { CleanupOptions } from '../cleanup/index.js';
-import { paramsFrom } from '../config/index.js';
+import { expandValue, paramsFrom } from '../config/index.js';
 import type { Config, MasterService, Params } from '../config/types.js';
 import { type Logger, nextSessionId } from '../log/index.js';
 import type { Daemon, DaemonContext, DaemonFactory, Listener } from '../master/daemon.js';
@@ -120,6 +120,10 @@ export class Smtpd implements Daemon {
       resolver: opts.resolver ?? systemResolver(),
       anvil,
       hooks: opts.hooks ?? {},
+      setting: (name) => {
+        const v = ctx.service.overrides.get(name) ?? ctx.config.settings.get(name)?.value;
+        return v === undefined ? undefined : expandValue(v, ctx.config.settings);
+      },
       ...(opts.cleanupOptions ? { cleanupOptions: opts.cleanupOptions } : {}),
       ...(reuse ? { tls: reuse.tls, cleanup: reuse.cleanup } : {}),
     });

@@ -144,6 +144,8 @@ export interface PolicyOptions {
   readonly resolver: Resolver;
   /** Process-level warnings (unavailable tables, unknown restrictions at start). */
   readonly warn: (text: string) => void;
+  /** The expanded value of a main.cf/master.cf setting outside the registry (restriction classes). */
+  readonly setting?: (name: string) => string | undefined;
 }
 
 export class Policy {
@@ -187,10 +189,8 @@ export class Policy {
     this.recipient = parse(o.params.smtpd_recipient_restrictions);
     this.data = parse(o.params.smtpd_data_restrictions);
     this.etrn = parse(o.params.smtpd_etrn_restrictions);
-    const settings = o.params as unknown as Record<string, unknown>;
     for (const name of o.params.smtpd_restriction_classes.flatMap((v) => splitList(v))) {
-      const value = settings[name];
-      const text = Array.isArray(value) ? value.join(' ') : typeof value === 'string' ? value : '';
+      const text = o.setting?.(name) ?? '';
       if (text.trim() === '') throw new PosternError('config', `restriction class \`${name}' needs a definition`);
       this.classes.set(name, parse([text]));
     }

@@ -102,6 +102,8 @@ export interface BuildOptions {
   /** Reuse a TLS engine (reload keeps it and reloads its files). */
   readonly tls?: SmtpdTls | null;
   readonly cleanup?: Cleanup;
+  /** Settings outside the registry (restriction classes), expanded. */
+  readonly setting?: (name: string) => string | undefined;
   /** Test seams for the Cleanup this service creates (a failing file system, a full disk). */
   readonly cleanupOptions?: Partial<Pick<CleanupOptions, 'fs' | 'statfs' | 'dirSync' | 'clock'>>;
 }
@@ -111,7 +113,7 @@ export async function buildService(o: BuildOptions): Promise<ServiceContext> {
   const p = o.params;
   const warn = (t: string): void => o.logger.warning(t);
   const addresses = new AddressResolver(p, warn);
-  const policy = new Policy({ params: p, addresses, resolver: o.resolver, warn });
+  const policy = new Policy({ params: p, addresses, resolver: o.resolver, warn, ...(o.setting ? { setting: o.setting } : {}) });
   const tlsLevel = smtpdTlsLevel(p, o.logger);
   const tlsWrapper = p.smtpd_tls_wrappermode;
   let tls: SmtpdTls | null = o.tls ?? null;
