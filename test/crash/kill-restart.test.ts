@@ -157,7 +157,7 @@ test('crash: SIGKILL at random moments during concurrent SMTP loses no message t
     server = null;
 
     // --- the verdict
-    const { files, tmpLeftovers } = scanMaildirs(cfg.mailBase);
+    const { files, tmpLeftovers, incomplete } = scanMaildirs(cfg.mailBase);
     const byToken = new Map<string, Set<string>>();
     const copies = new Map<string, number>();
     const broken = files.filter((f) => f.problem !== null && f.mailbox !== 'sender/');
@@ -251,6 +251,7 @@ test('crash: SIGKILL at random moments during concurrent SMTP loses no message t
     assert.deepEqual(q.corrupt, [], 'queue files went to corrupt/ (a published file was not complete)');
     assert.equal(q.incoming.length + q.active.length + q.deferred.length, 0, `queue not empty after the final run: ${JSON.stringify(q)}`);
     assert.deepEqual(panics, [], 'panic/fatal lines in the log');
+    assert.deepEqual(incomplete, [], 'a kill left a Maildir without all of cur/ new/ tmp/, and later deliveries did not complete it');
     assert.ok(kills >= MIN_KILLS, `only ${kills} kills`);
     if (stderrTail !== '') console.log(`crash: final server stderr: ${stderrTail.slice(0, 2000)}`);
     ok = true;

@@ -86,7 +86,10 @@ export function checkDelivered(text: string): { token: string | null; problem: s
   return { token, problem: null, deliveredTo };
 }
 
-/** Every Maildir under `base` (recursively: a directory with cur/ new/ tmp/ is one). */
+/**
+ * Every Maildir under `base`, recursively: a directory with any of cur/ new/ tmp/ counts (a crash
+ * may leave one without all three; scanMaildirs reports those).
+ */
 export function findMaildirs(base: string): string[] {
   const out: string[] = [];
   const walk = (dir: string): void => {
@@ -96,7 +99,7 @@ export function findMaildirs(base: string): string[] {
     } catch {
       return;
     }
-    if (names.includes('new') && names.includes('cur') && names.includes('tmp')) out.push(dir);
+    if (names.includes('new') || names.includes('cur') || names.includes('tmp')) out.push(dir);
     for (const n of names) {
       if (n === 'new' || n === 'cur' || n === 'tmp') continue;
       const p = path.join(dir, n);
@@ -111,21 +114,34 @@ export function findMaildirs(base: string): string[] {
   return out.sort();
 }
 
-/** The messages in new/ and cur/ of every Maildir under `base`, each checked. */
-export function scanMaildirs(base: string): { files: DeliveredFile[]; tmpLeftovers: number } {
+/**
+ * The messages in new/ and cur/ of every Maildir under `base`, each checked; `incomplete` names
+ * the Maildirs that lack one of cur/ new/ tmp/ (readers such as IMAP servers do not take them).
+ */
+export function scanMaildirs(base: string): { files: DeliveredFile[]; tmpLeftovers: number; incomplete: string[] } {
   const files: DeliveredFile[] = [];
+  const incomplete: string[] = [];
   let tmpLeftovers = 0;
+  const list = (dir: string): string[] | null => {
+    try {
+      return fs.readdirSync(dir);
+    } catch {
+      return null;
+    }
+  };
   for (const md of findMaildirs(base)) {
     const mailbox = `${path.relative(base, md)}/`;
+    const missing = ['cur', 'new', 'tmp'].filter((s) => list(path.join(md, s)) === null);
+    if (missing.length > 0) incomplete.push(`${mailbox} (no ${missing.join('/, ')}/)`);
     for (const sub of ['new', 'cur']) {
       const dir = path.join(md, sub);
-      for (const name of fs.readdirSync(dir)) {
+      for (const name of list(dir) ?? []) {
         const file = path.join(dir, name);
         const text = fs.readFileSync(file, 'latin1');
         files.push({ file, mailbox, ...checkDelivered(text) });
       }
     }
-    tmpLeftovers += fs.readdirSync(path.join(md, 'tmp')).length;
+    tmpLeftovers += (list(path.join(md, 'tmp')) ?? []).length;
   }
-  return { files, tmpLeftovers };
+  return { files, tmpLeftovers, incomplete };
 }
