@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isAlive, type Memory, treeMemory } from './procs.js';
+import { isAlive, type Memory, treeCpuSeconds, treeMemory } from './procs.js';
 import { commonMainCf, MAILBOX_ID, masterCf, type Profile, RECIPIENT, running, type Server, sleep, waitForPort } from './server.js';
 
 /** The checkout: dist/bench/postern.js → ../.. */
@@ -118,6 +118,11 @@ export class PosternServer implements Server {
   memory(): Memory {
     const pid = this.pid;
     return pid === null || !this.running() ? { rss: 0, pss: 0, processes: 0 } : treeMemory(pid);
+  }
+
+  cpuSeconds(): number {
+    const pid = this.pid;
+    return pid === null || !this.running() ? 0 : treeCpuSeconds(pid);
   }
 
   /** What the child wrote on stdout/stderr (fatal errors before the log opens). */

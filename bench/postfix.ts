@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { isAlive, type Memory, processTree, treeMemory } from './procs.js';
+import { isAlive, type Memory, processTree, treeCpuSeconds, treeMemory } from './procs.js';
 import { commonMainCf, MAILBOX_ID, masterCf, type Profile, RECIPIENT, running, type Server, sleep, waitForPort } from './server.js';
 
 const run = promisify(execFile);
@@ -123,6 +123,10 @@ export class PostfixServer implements Server {
     if (this.#master === null) return { rss: 0, pss: 0, processes: 0 };
     this.#tree = processTree(this.#master);
     return treeMemory(this.#master);
+  }
+
+  cpuSeconds(): number {
+    return this.#master === null ? 0 : treeCpuSeconds(this.#master);
   }
 
   async stop(): Promise<void> {

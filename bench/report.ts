@@ -7,7 +7,7 @@ export interface Row {
   readonly postfix: number | null;
   readonly postern: number | null;
   /** How to print the values: a rate (msg/s), MiB or seconds. */
-  readonly unit: 'msg/s' | 'MiB' | 's';
+  readonly unit: 'msg/s' | 'MiB' | 's' | 'ms/msg';
   /** Target text and its check on (postern, postfix); omitted when the issue sets none. */
   readonly target?: { readonly text: string; readonly met: (postern: number, postfix: number | null) => boolean; readonly relative?: boolean };
 }
@@ -16,6 +16,7 @@ export function fmt(v: number | null, unit: Row['unit']): string {
   if (v === null || !Number.isFinite(v)) return 'n/a';
   if (unit === 'MiB') return `${v.toFixed(1)} MiB`;
   if (unit === 's') return `${v.toFixed(2)} s`;
+  if (unit === 'ms/msg') return `${v.toFixed(2)} ms`;
   return `${v >= 100 ? v.toFixed(0) : v.toFixed(1)} msg/s`;
 }
 

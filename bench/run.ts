@@ -106,17 +106,21 @@ function noteWarnings(s: Server, what: string): void {
 // Issue 3: durable acceptance rate
 
 async function acceptance(o: BenchOptions, servers: readonly Server[]): Promise<void> {
+  const cpuRows: Row[] = [];
   for (const s of servers) await s.start();
   try {
     for (const size of o.sizes) {
       for (const sessions of o.sessions) {
         const rates = new Map<string, number[]>(servers.map((s) => [s.name, []]));
+        const cpu = new Map<string, number[]>(servers.map((s) => [s.name, []]));
         for (let rep = 0; rep < o.repeat; rep++) {
           // Alternate who goes first, so neither always runs on the warmer (or busier) machine.
           const order = rep % 2 === 0 ? servers : [...servers].reverse();
           for (const s of order) {
             clearQueue(s, 'incoming');
+            const cpu0 = s.cpuSeconds();
             const r = await smtpSource(s.port, sessions, o.messages, size);
+            const cpuMs = ((s.cpuSeconds() - cpu0) * 1000) / o.messages;
             const queued = queueCount(s, 'incoming');
             const label = `acceptance ${sessions} × ${sizeName(size)}`;
             if (r.exitCode !== 0 || r.stderr !== '') {
@@ -125,10 +129,17 @@ async function acceptance(o: BenchOptions, servers: readonly Server[]): Promise<
             }
             if (queued !== o.messages) notes.push(`${s.name} ${label}: ${queued} of ${o.messages} messages in incoming/ after the run (something else moved them)`);
             rates.get(s.name)!.push(o.messages / r.seconds);
-            say(`${s.name} ${label}: ${o.messages} in ${r.seconds.toFixed(2)} s = ${(o.messages / r.seconds).toFixed(1)} msg/s`);
+            cpu.get(s.name)!.push(cpuMs);
+            say(`${s.name} ${label}: ${o.messages} in ${r.seconds.toFixed(2)} s = ${(o.messages / r.seconds).toFixed(1)} msg/s, CPU ${cpuMs.toFixed(2)} ms/msg`);
           }
         }
         const pick = (name: string): number | null => median(rates.get(name) ?? []);
+        cpuRows.push({
+          figure: `CPU per message, ${sessions} × ${sizeName(size)} (user+system, all server processes)`,
+          postfix: median(cpu.get('Postfix') ?? []),
+          postern: median(cpu.get('Postern') ?? []),
+          unit: 'ms/msg',
+        });
         const row: Row = {
           figure: `Acceptance, ${sessions} session${sessions > 1 ? 's' : ''} × ${sizeName(size)} (${o.messages} msgs)`,
           postfix: pick('Postfix'),
@@ -139,6 +150,7 @@ async function acceptance(o: BenchOptions, servers: readonly Server[]): Promise<
         rows.push(row);
       }
     }
+    rows.push(...cpuRows);
   } finally {
     for (const s of servers) {
       noteWarnings(s, 'acceptance');

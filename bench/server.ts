@@ -36,6 +36,8 @@ export interface Server {
   kill(): void;
   running(): boolean;
   memory(): Memory;
+  /** CPU seconds used so far by all of the server's processes (./procs.ts treeCpuSeconds). */
+  cpuSeconds(): number;
   /** Lines of the server's log file. */
   log(): string[];
 }
