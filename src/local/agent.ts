@@ -106,6 +106,9 @@ interface ForwardGroup {
   readonly recipients: EnvelopeRecipient[];
 }
 
+/** Nesting bound beyond Postfix's alias level limit (100), against runaway luser_relay/:include: chains. */
+const MAX_LEVEL = 300;
+
 const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
 
 export class LocalAgent implements DeliveryAgent {
@@ -235,6 +238,12 @@ class Expansion {
     const dupKey = `recipient ${st.level} ${st.address.toLowerCase()}`;
     if (this.dup.has(dupKey)) return;
     this.dup.add(dupKey);
+    if (st.level > MAX_LEVEL) {
+      // Aliases stop at level 100 (below); this bounds luser_relay and :include: chains too.
+      this.log.warning(`${this.req.queueId}: delivery nesting too deep for ${st.address}`);
+      this.leaf(st, '5.4.6', `mail forwarding loop for ${st.address}`);
+      return;
+    }
     if (this.loop.has(loopKey(st.address))) {
       this.leaf(st, '5.4.6', `mail forwarding loop for ${st.address}`);
       return;
