@@ -9,21 +9,13 @@
  * and sums them up in the recipient's own status: deferred if any was deferred (the recipient is
  * retried whole, as in Postfix), else failed if any failed, else sent.
  */
-import type { DeliveryAction, DeliveryStatus } from '../queue/delivery.js';
+import type { DeliveryAction, DeliveryLeaf, DeliveryStatus } from '../queue/delivery.js';
 
 /** One delivery made while expanding a recipient (alias member, :include: member, forward). */
-export interface LeafStatus {
-  /** The address delivered to (Postfix logs it as to=, the recipient as orig_to=). */
-  readonly address: string;
-  readonly dsn: string;
-  readonly action: DeliveryAction;
-  readonly reason: string;
-}
+export type LeafStatus = DeliveryLeaf;
 
-export interface LocalDeliveryStatus extends DeliveryStatus {
-  /** Present when the recipient was expanded: every delivery made for it, in order. */
-  readonly expanded?: readonly LeafStatus[];
-}
+/** The contract's DeliveryStatus; `expanded` is filled when the recipient was expanded. */
+export type LocalDeliveryStatus = DeliveryStatus;
 
 /** The action a status class implies; `sent` is the action for a 2.x.x status. */
 export function actionFor(dsn: string, sent: DeliveryAction = 'delivered'): DeliveryAction {

@@ -620,8 +620,8 @@ export class Qmgr {
     const times = { arrival: env.arrivalTime, active: msg.activeTime, handoff, connSeconds: st.connSeconds, done: now };
     const maxDig = this.params.delay_logging_resolution_limit;
     const origTo = rcpt.address.toLowerCase() !== rcpt.envelope.address.toLowerCase() ? rcpt.envelope.address : null;
-    const leaves = (st as { expanded?: readonly { address: string; dsn: string; action: string; reason: string }[] }).expanded;
-    if (Array.isArray(leaves) && leaves.length > 0) {
+    const leaves = st.expanded;
+    if (leaves !== undefined && leaves.length > 0) {
       // The local agent expanded an alias: one line per address delivered, orig_to the recipient.
       for (const leaf of leaves) {
         const lc = leaf.dsn[0];

@@ -53,6 +53,17 @@ export interface DeliveryStatus {
   /** Remote-MTA and the remote reply for DSN Diagnostic-Code, when there was one (smtp). */
   readonly remoteMta?: string;
   readonly diagnostic?: string;
+  /** The local agent expanded the recipient (aliases, :include:): every delivery made for it, in
+   * order. qmgr logs one `to=<address>, orig_to=<recipient>` line per entry, as Postfix does. */
+  readonly expanded?: readonly DeliveryLeaf[];
+}
+
+/** One delivery made for an expanded recipient. */
+export interface DeliveryLeaf {
+  readonly address: string;
+  readonly dsn: string;
+  readonly action: DeliveryAction;
+  readonly reason: string;
 }
 
 /** A delivery agent (local, virtual, smtp, discard, error): one request in, one status per recipient out. */
