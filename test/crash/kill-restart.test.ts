@@ -13,6 +13,7 @@
  *   CRASH_MIN_UP_MS / CRASH_MAX_UP_MS  uptime between kills (300 / 1500)
  *   CRASH_DRAIN_MS  bound on the final queue drain (60000)
  *   CRASH_KEEP=1    keep the test directory even when the test passes
+ *   CRASH_UNPRIVILEGED=1  (as root) start postern as mail_owner instead of root (./server.ts)
  * Replay a failure with the printed seed: CRASH_SEED=N node --test dist/test/crash/kill-restart.test.js
  * (the kill moments then repeat; the interleaving with the clients may still differ).
  */
