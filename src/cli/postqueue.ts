@@ -7,8 +7,9 @@
  *       state log's deferred records, `-- N Kbytes in M Requests.` or `Mail queue is empty`.
  *   -j  one JSON object per message, as Postfix 3.7's showq_json.c (queue_name, queue_id,
  *       arrival_time, message_size, forced_expire, sender, recipients[{address, delay_reason}]).
- *   -f  flush: ask qmgr (through its trigger) to try every deferred message now.
- *   -i  flush one deferred message; -s flush the deferred mail for one site (fast_flush_domains).
+ *   -f  flush: ask qmgr (through its trigger, ../queue/trigger.ts) to try every deferred message now.
+ *   -i  flush one deferred message (its retry time is set to now, as Postfix's flush(8) does, and
+ *       qmgr is asked to scan); -s flush the deferred mail for one site (fast_flush_domains).
  *
  * Queues listed, in Postfix's order: maildrop, active, incoming, deferred, hold (corrupt/ is not a
  * queue). Postern reads the queue directories itself (there is no showq daemon), so listing needs
@@ -332,10 +333,14 @@ export function formatJsonEntry(e: ShowqEntry): string {
 
 // --- flush ---------------------------------------------------------------------------------------
 
-/** The flush requests postqueue sends to qmgr. */
-export type FlushRequest = { readonly kind: 'flush' } | { readonly kind: 'flush-id'; readonly queueId: string } | { readonly kind: 'flush-site'; readonly site: string };
+/**
+ * What postqueue asks a running qmgr (../queue/trigger.ts QmgrRequest): `flush` = every deferred
+ * message now, `scan` = look at incoming/ and the deferred messages that are due, `{ site }` =
+ * the deferred mail for one destination now.
+ */
+export type FlushRequest = 'flush' | 'scan' | { readonly site: string };
 
-/** Sends a flush request to the running server; throws when it cannot be reached. */
+/** Sends a request to the running server; throws when it cannot be reached. */
 export type FlushSender = (queue_directory: string, request: FlushRequest) => Promise<void>;
 
 /** RFC 5321 address literal or host name (Postfix valid_mailhost_literal / valid_hostname). */
@@ -375,7 +380,7 @@ export function fastFlushAllowed(site: string, params: Params): boolean {
   return false;
 }
 
-/** The default flush sender: qmgr's trigger client (../queue/trigger.ts, written by the qmgr work). */
+/** The default flush sender: qmgr's trigger client (../queue/trigger.ts). */
 async function defaultFlushSender(queue_directory: string, request: FlushRequest): Promise<void> {
   const spec = '../queue/trigger.js';
   const mod = (await import(spec)) as { triggerQmgr: (dir: string, req: FlushRequest) => Promise<unknown> };
@@ -487,11 +492,17 @@ async function run(mode: Mode, params: Params, ctx: CliContext, log: ToolLog, si
         log.fatal(`Flush service is not configured for destination "${site}"`);
         return EX_UNAVAILABLE;
       }
-      return sendFlush(qdir, { kind: 'flush-site', site }, log, o);
-    case 'flush-id':
-      return sendFlush(qdir, { kind: 'flush-id', queueId: id }, log, o);
+      return sendFlush(qdir, { site }, log, o);
+    case 'flush-id': {
+      // As Postfix's flush(8) for `postqueue -i`: make the deferred file due now (its mtime is
+      // its retry time) and have qmgr scan. An id that is not deferred is no error (Postfix: OK).
+      const file = path.join(queueDirPath(qdir, 'deferred'), id);
+      const now = new Date();
+      await fsp.utimes(file, now, now).catch(() => undefined);
+      return sendFlush(qdir, 'scan', log, o);
+    }
     case 'flush':
-      return sendFlush(qdir, { kind: 'flush' }, log, o);
+      return sendFlush(qdir, 'flush', log, o);
     default:
       log.fatal(USAGE);
       return EX_SOFTWARE;

@@ -1,0 +1,207 @@
+import * as assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { openMaildropFile } from '../pickup/maildrop.js';
+import type { CliContext } from './context.js';
+import { main } from './main.js';
+import type { FlushRequest } from './postqueue.js';
+import { gecosName, type SendmailIo, sendmail } from './sendmail.js';
+
+let tmp: string;
+before(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'postern-sendmail-'));
+});
+after(async () => {
+  await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+let seq = 0;
+/** A configuration directory whose queue does not exist yet (sendmail creates it). */
+async function setup(extra = ''): Promise<{ etc: string; q: string; maillog: string }> {
+  seq += 1;
+  const base = path.join(tmp, `s${seq}`);
+  const etc = path.join(base, 'etc');
+  const q = path.join(base, 'queue');
+  const maillog = path.join(base, 'maillog');
+  await fsp.mkdir(etc, { recursive: true });
+  await fsp.writeFile(
+    path.join(etc, 'main.cf'),
+    `compatibility_level = 3.6\nqueue_directory = ${q}\nmyhostname = mx.example.test\nmaillog_file = ${maillog}\n${extra}`,
+  );
+  return { etc, q, maillog };
+}
+
+function ctx(etc: string) {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  const o: string[] = [];
+  const e: string[] = [];
+  out.on('data', (b: Buffer) => o.push(b.toString()));
+  err.on('data', (b: Buffer) => e.push(b.toString()));
+  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: out, stderr: err, env: {} };
+  return { c, stdout: () => o.join(''), stderr: () => e.join('') };
+}
+
+function io(stdin: string, o: Partial<SendmailIo> = {}): Partial<SendmailIo> {
+  return { stdin: Readable.from([Buffer.from(stdin)]), uid: 1234, user: 'tester', ...o };
+}
+
+async function maildrop(q: string) {
+  const dir = path.join(q, 'maildrop');
+  const names = (await fsp.readdir(dir)).filter((n) => !n.endsWith('.tmp'));
+  return Promise.all(
+    names.map(async (n) => {
+      const md = await openMaildropFile(path.join(dir, n));
+      await md.close();
+      return md;
+    }),
+  );
+}
+
+describe('cli/sendmail', () => {
+  test('sendmail: with the server stopped the message is left durable in maildrop/ (exit 0); the queue is created', async () => {
+    const { etc, q } = await setup();
+    const t = ctx(etc);
+    const code = await sendmail(['-oi', '-f', 'Alice <alice@example.org>', '-F', 'Alice A', '-N', 'success,delay', '-R', 'hdrs', '-V', 'env-1', '-B', '8BITMIME', 'bob@example.test, carol'], t.c, 'sendmail', io('Subject: s\n\n.\nbody\n'));
+    assert.equal(code, 0, t.stderr());
+    assert.equal(t.stderr(), '');
+    assert.equal((await fsp.stat(path.join(q, 'maildrop'))).mode & 0o7777, 0o1733);
+    const [md, more] = await maildrop(q);
+    assert.equal(more, undefined);
+    assert.ok(md);
+    assert.deepEqual(
+      { ...md.envelope, time: 0 },
+      {
+        version: 1,
+        time: 0,
+        sender: 'alice@example.org',
+        fullName: 'Alice A',
+        recipients: [
+          { address: 'bob@example.test', notify: ['SUCCESS', 'DELAY'], orcpt: null },
+          { address: 'carol', notify: ['SUCCESS', 'DELAY'], orcpt: null },
+        ],
+        ret: 'HDRS',
+        envid: 'env-1',
+        smtputf8: false,
+        body: '8BITMIME',
+      },
+    );
+    assert.equal(md.contentLength, 'Subject: s\r\n\r\n.\r\nbody\r\n'.length, '-oi: the dot line is content');
+  });
+
+  test('sendmail: the default sender is the login name, the full name from $NAME', async () => {
+    const { etc, q } = await setup();
+    const t = ctx(etc);
+    const c = { ...t.c, env: { NAME: 'From Env' } };
+    assert.equal(await sendmail(['-t'], c, 'sendmail', io('To: x@example.test\n\n')), 0, t.stderr());
+    const [md] = await maildrop(q);
+    assert.equal(md!.envelope.sender, 'tester');
+    assert.equal(md!.envelope.fullName, 'From Env');
+    assert.deepEqual(
+      md!.envelope.recipients.map((r) => r.address),
+      ['x@example.test'],
+    );
+  });
+
+  test('sendmail: no recipient is exit 64 with Postfix\'s message, on stderr and in the log', async () => {
+    const { etc, q, maillog } = await setup();
+    const t = ctx(etc);
+    assert.equal(await sendmail([], t.c, 'sendmail', io('Subject: x\n\n')), 64);
+    assert.equal(t.stderr(), 'sendmail: fatal: tester(1234): Recipient addresses must be specified on the command line or via the -t option\n');
+    assert.match(await fsp.readFile(maillog, 'utf8'), /postfix\/sendmail\[\d+\]: fatal: tester\(1234\): Recipient addresses must be specified/);
+    assert.deepEqual(await maildrop(q), []);
+  });
+
+  test('sendmail: bad options are exit 64 (EX_USAGE) with Postfix\'s texts', async () => {
+    const { etc } = await setup();
+    const cases: [string[], string][] = [
+      [['-z'], "sendmail: invalid option -- 'z'\nsendmail: fatal: usage: sendmail [options]\n"],
+      [['-f'], "sendmail: option requires an argument -- 'f'\nsendmail: fatal: usage: sendmail [options]\n"],
+      [['-B', '9BIT', 'x'], 'sendmail: fatal: -B option needs 8BITMIME or 7BIT\n'],
+      [['-t', '-bp'], 'sendmail: fatal: -t can be used only in delivery mode\n'],
+      [['-n', 'x'], 'sendmail: fatal: -n option not supported\n'],
+      [['-qX'], 'sendmail: fatal: -qX is not implemented\n'],
+      [['-qR'], 'sendmail: fatal: specify: -qRsitename\n'],
+      [['-bz'], 'sendmail: fatal: unsupported: -bz\n'],
+      [['-bp', 'x@y'], 'sendmail: fatal: display queue mode requires no recipient\n'],
+      [['-bd'], 'sendmail: fatal: daemon mode is not supported: start the server with "postern run"\n'],
+    ];
+    for (const [args, err] of cases) {
+      const t = ctx(etc);
+      assert.equal(await sendmail(args, t.c, 'sendmail', io('')), 64, args.join(' '));
+      assert.equal(t.stderr(), err, args.join(' '));
+    }
+  });
+
+  test('sendmail: ignored Sendmail options (-oem, -odb, -Oxx, -L, -h, -v) and a bad -N only warn', async () => {
+    const { etc, q } = await setup();
+    const t = ctx(etc);
+    const code = await sendmail(['-oem', '-odb', '-OFoo=bar', '-L', 'tag', '-h', '5', '-v', '-N', 'sometimes', 'r@example.test'], t.c, 'sendmail', io('x\n'));
+    assert.equal(code, 0);
+    assert.equal(t.stderr(), "sendmail: warning: bad -N option value: 'sometimes' -- ignored\n");
+    assert.equal((await maildrop(q)).length, 1);
+  });
+
+  test('sendmail: -bp, -q, -qR and -bi run the matching postqueue/newaliases action', async () => {
+    const { etc } = await setup('fast_flush_domains = example.test\n');
+    const sent: FlushRequest[] = [];
+    const flush = async (_q: string, r: FlushRequest): Promise<void> => {
+      sent.push(r);
+    };
+    let t = ctx(etc);
+    assert.equal(await sendmail(['-bp'], t.c, 'sendmail', io('')), 0);
+    assert.equal(t.stdout(), 'Mail queue is empty\n');
+    t = ctx(etc);
+    assert.equal(await sendmail(['-q'], t.c, 'sendmail', io('', { flush })), 0);
+    assert.equal(await sendmail(['-qRexample.test'], t.c, 'sendmail', io('', { flush })), 0);
+    assert.deepEqual(sent, ['flush', { site: 'example.test' }]);
+    assert.equal(await sendmail(['-q30m'], t.c, 'sendmail', io('')), 0, '-q with a time: nothing to do');
+    assert.equal(await sendmail(['-bi'], t.c, 'sendmail', io('')), 0);
+    assert.equal(await sendmail([], t.c, 'newaliases', io('')), 0);
+  });
+
+  test('sendmail: -q with the server stopped is exit 69, "mail system is down"', async () => {
+    const { etc } = await setup();
+    const t = ctx(etc);
+    const down = async (): Promise<void> => {
+      throw new Error('connect ENOENT');
+    };
+    assert.equal(await sendmail(['-q'], t.c, 'sendmail', io('', { flush: down })), 69);
+    assert.equal(t.stderr(), 'postqueue: fatal: Cannot flush mail queue - mail system is down\n');
+  });
+
+  test('sendmail: started as "mailq" (a symlink) it lists the queue, including a waiting maildrop message', async () => {
+    const { etc } = await setup();
+    const t = ctx(etc);
+    assert.equal(await sendmail(['-f', '', 'zed@remote.example'], t.c, 'sendmail', io('Subject: t3\n\nhello\n')), 0);
+    const out = new PassThrough();
+    const chunks: string[] = [];
+    out.on('data', (b: Buffer) => chunks.push(b.toString()));
+    const code = await main([], { stdout: out, stderr: new PassThrough(), env: { MAIL_CONFIG: etc } }, 'mailq');
+    assert.equal(code, 0);
+    const lines = chunks.join('').split('\n');
+    assert.equal(lines[0], '-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------');
+    assert.match(lines[1]!, /^[0-9A-F]{21} +\d+ \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d  MAILER-DAEMON$/);
+    assert.equal(lines[2], `${' '.repeat(41)}zed@remote.example`);
+    assert.equal(lines[3], '');
+    assert.match(lines[4]!, /^-- 0 Kbytes in 1 Request\.$/);
+  });
+
+  test('sendmail: -C names the configuration (main.cf or its directory)', async () => {
+    const { etc, q } = await setup();
+    const t = ctx(path.join(tmp, 'nowhere'));
+    assert.equal(await sendmail(['-C', path.join(etc, 'main.cf'), 'r@example.test'], t.c, 'sendmail', io('x\n')), 0, t.stderr());
+    assert.equal((await maildrop(q)).length, 1);
+  });
+
+  test('sendmail: the GECOS full name as Postfix reads it (up to a comma, & = capitalised login)', async () => {
+    const pw = path.join(tmp, 'passwd');
+    await fsp.writeFile(pw, 'root:x:0:0:root:/root:/bin/bash\njoe:x:1000:1000:& Smith,Room 1,,:/home/joe:/bin/sh\n');
+    assert.equal(gecosName(1000, 'joe', pw), 'Joe Smith');
+    assert.equal(gecosName(0, 'root', pw), 'root');
+    assert.equal(gecosName(4242, null, pw), null);
+  });
+});

@@ -1,0 +1,154 @@
+import * as assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { after, before, describe, test } from 'node:test';
+import { paramsFrom } from '../config/index.js';
+import { openMaildropFile } from './maildrop.js';
+import { runStdioSmtp } from './smtp-stdio.js';
+
+let tmp: string;
+before(async () => {
+  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'postern-bs-'));
+});
+after(async () => {
+  await fsp.rm(tmp, { recursive: true, force: true });
+});
+
+const params = paramsFrom('compatibility_level = 3.6\nmyhostname = mx.example.test\nmessage_size_limit = 10240000\n');
+
+/** Run a session with `lines` written up front (pipelined); returns the reply lines and the result. */
+async function session(lines: string[], o: { keepOpen?: boolean } = {}) {
+  const dir = await fsp.mkdtemp(path.join(tmp, 'md-'));
+  const input = new PassThrough();
+  const output = new PassThrough();
+  const out: Buffer[] = [];
+  output.on('data', (b: Buffer) => out.push(b));
+  input.write(lines.map((l) => `${l}\r\n`).join(''));
+  if (!o.keepOpen) input.end();
+  const result = await runStdioSmtp({ input, output, params, maildropDir: dir, fullName: 'Local User' });
+  return { replies: Buffer.concat(out).toString('utf8').split('\r\n').slice(0, -1), result, dir };
+}
+
+describe('pickup/smtp-stdio: sendmail -bs', () => {
+  test('sendmail -bs: a conversation as Postfix 3.7 answers it (observed with smtpd -S)', async () => {
+    const { replies, result, dir } = await session([
+      'EHLO client.example',
+      'MAIL FROM:<a@b.example> SIZE=100',
+      'RCPT TO:<c@d.example> NOTIFY=SUCCESS ORCPT=rfc822;x@y',
+      'RCPT TO:<bad address>',
+      'DATA',
+      'Subject: bs',
+      '',
+      '..dot',
+      '.',
+      'RSET',
+      'NOOP',
+      'VRFY x',
+      'HELO x',
+      'BDAT 1',
+      'AUTH PLAIN',
+      'ETRN x',
+      'QUIT',
+      'NOOP',
+    ]);
+    assert.equal(result.queued.length, 1);
+    const id = result.queued[0]!;
+    assert.deepEqual(replies, [
+      '220 mx.example.test ESMTP Postfix',
+      '250-mx.example.test',
+      '250-PIPELINING',
+      '250-SIZE 10240000',
+      '250-ENHANCEDSTATUSCODES',
+      '250-8BITMIME',
+      '250-DSN',
+      '250 SMTPUTF8',
+      '250 2.1.0 Ok',
+      '250 2.1.5 Ok',
+      '501 5.1.3 Bad recipient address syntax',
+      '354 End data with <CR><LF>.<CR><LF>',
+      `250 2.0.0 Ok: queued as ${id}`,
+      '250 2.0.0 Ok',
+      '250 2.0.0 Ok',
+      '252 2.0.0 x',
+      '250 mx.example.test',
+      '500 5.5.2 Error: command not recognized',
+      '503 5.5.1 Error: authentication not enabled',
+      '458 Unable to queue messages',
+      '221 2.0.0 Bye',
+    ]);
+    const md = await openMaildropFile(path.join(dir, id));
+    const parts: Buffer[] = [];
+    for await (const c of md.content()) parts.push(c);
+    await md.close();
+    assert.deepEqual(md.envelope.recipients, [{ address: 'c@d.example', notify: ['SUCCESS'], orcpt: 'rfc822;x@y' }]);
+    assert.equal(md.envelope.sender, 'a@b.example');
+    assert.equal(md.envelope.fullName, 'Local User');
+    const content = Buffer.concat(parts).toString('utf8');
+    assert.match(content, new RegExp(`^Received: from client\\.example \\(localhost \\[127\\.0\\.0\\.1\\]\\)\\r\\n\\tby mx\\.example\\.test \\(Postfix\\) with ESMTP id ${id}\\r\\n\\tfor <c@d\\.example>; .+\\r\\nSubject: bs\\r\\n\\r\\n\\.dot\\r\\n$`));
+  });
+
+  test('sendmail -bs: sequence errors, syntax errors and an oversized SIZE get Postfix replies; nothing is queued', async () => {
+    const { replies, result, dir } = await session([
+      'EHLO',
+      'RCPT TO:<x@y>',
+      'DATA',
+      'MAIL FROM:<a@b> SIZE=99999999999',
+      'MAIL FROM:<a@b>',
+      'MAIL FROM:<a@b>',
+      'DATA',
+      'DATA x',
+      'FOO',
+    ]);
+    assert.deepEqual(replies, [
+      '220 mx.example.test ESMTP Postfix',
+      '501 5.5.4 Syntax: EHLO hostname',
+      '503 5.5.1 Error: need MAIL command',
+      '503 5.5.1 Error: need MAIL command',
+      '552 5.3.4 Message size exceeds fixed limit',
+      '250 2.1.0 Ok',
+      '503 5.5.1 Error: nested MAIL command',
+      '503 5.5.1 Error: need RCPT command',
+      '501 5.5.4 Syntax: DATA',
+      '500 5.5.2 Error: command not recognized',
+    ]);
+    assert.deepEqual(result.queued, []);
+    assert.deepEqual(await fsp.readdir(dir), []);
+  });
+
+  test('sendmail -bs: input that ends inside DATA queues nothing and leaves no temporary file', async () => {
+    const { replies, result, dir } = await session(['HELO c', 'MAIL FROM:<>', 'RCPT TO:<r@x>', 'DATA', 'Subject: cut']);
+    assert.equal(replies.at(-1), '354 End data with <CR><LF>.<CR><LF>');
+    assert.deepEqual(result.queued, []);
+    assert.deepEqual(await fsp.readdir(dir), []);
+  });
+
+  test('sendmail -bs: two messages in one session, the second with two recipients (no "for" clause)', async () => {
+    const { result, dir } = await session([
+      'HELO c',
+      'MAIL FROM:<a@x>',
+      'RCPT TO:<r1@x>',
+      'DATA',
+      'one',
+      '.',
+      'MAIL FROM:<a@x> BODY=8BITMIME RET=HDRS ENVID=abc',
+      'RCPT TO:<r1@x>',
+      'RCPT TO:<r2@x> NOTIFY=NEVER',
+      'DATA',
+      'two',
+      '.',
+      'QUIT',
+    ]);
+    assert.equal(result.queued.length, 2);
+    const md = await openMaildropFile(path.join(dir, result.queued[1]!));
+    const parts: Buffer[] = [];
+    for await (const c of md.content()) parts.push(c);
+    await md.close();
+    assert.equal(md.envelope.body, '8BITMIME');
+    assert.equal(md.envelope.ret, 'HDRS');
+    assert.equal(md.envelope.envid, 'abc');
+    assert.equal(md.envelope.recipients[1]!.notify, 'NEVER');
+    assert.match(Buffer.concat(parts).toString('utf8'), /with SMTP id [0-9A-F]{21}; [^\r]+\r\ntwo\r\n$/);
+  });
+});
