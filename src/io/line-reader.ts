@@ -98,6 +98,11 @@ export class LineReader {
     if (this.socket !== null) this.detach();
     this.socket = socket;
     this.ended = false;
+    // Bytes the stream already holds (it was paused before we attached) are unread input too:
+    // take them now, so hasBuffered() sees a client that talked first.
+    if (!socket.readableFlowing) {
+      for (let b = socket.read() as Buffer | null; b !== null; b = socket.read() as Buffer | null) this.onData(b);
+    }
     socket.on('data', this.onData);
     socket.on('end', this.onEnd);
     socket.on('close', this.onEnd);
