@@ -184,7 +184,7 @@ describe('cli/sendmail', () => {
     assert.equal(code, 0);
     const lines = chunks.join('').split('\n');
     assert.equal(lines[0], '-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------');
-    assert.match(lines[1]!, /^[0-9A-F]{21} +\d+ \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d  MAILER-DAEMON$/);
+    assert.match(lines[1]!, /^[0-9A-F]{21} +\d+ \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d {2}MAILER-DAEMON$/);
     assert.equal(lines[2], `${' '.repeat(41)}zed@remote.example`);
     assert.equal(lines[3], '');
     assert.match(lines[4]!, /^-- 0 Kbytes in 1 Request\.$/);
