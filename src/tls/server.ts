@@ -21,6 +21,7 @@ import { ConfigError, PosternError } from '../errors.js';
 import type { Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
 import { cipherBits, cipherList, type SmtpdCipherParams, smtpdCipherPolicy } from './ciphers.js';
+import { type ClientHello, groupKeyExchange, negotiatedGroup, readClientHello, type ServerGroups, serverGroups } from './client-hello.js';
 import { type SmtpdLevelParams, type SmtpdTlsLevel, smtpdTlsLevel } from './level.js';
 import { TLS_LOG_CACHE, TLS_LOG_PEERCERT, TLS_LOG_SUMMARY, TLS_LOG_UNTRUSTED, TLS_LOG_VERBOSE, tlsLogMask } from './log-level.js';
 import { type KeyChain, readCaFile, readCaPath, readCertKey, readChainFiles } from './pem.js';
@@ -142,6 +143,8 @@ export class SmtpdTls {
   private certPairs: readonly (readonly [string, string])[] = [];
   private chainFiles: readonly string[] = [];
   private ecdhCurve: string | undefined;
+  /** The server's TLS groups as OpenSSL holds them (for the TLS 1.3 key-exchange name). */
+  private groups: ServerGroups = { tuples: [], serverPreference: false, tupleRules: false };
   private digest = 'sha256';
   private watchers = new Map<string, { watcher: fs.FSWatcher; names: Set<string> }>();
   private reloadTimer: NodeJS.Timeout | null = null;
@@ -224,6 +227,7 @@ export class SmtpdTls {
       this.cipherError = (err as Error).message;
     }
     this.ecdhCurve = eecdhCurves(p.tls_eecdh_auto_curves, log);
+    this.groups = serverGroups(this.ecdhCurve, { serverPreference: p.tls_preempt_cipherlist });
 
     this.gen = await this.load();
     this.available = true;
@@ -326,18 +330,12 @@ export class SmtpdTls {
               );
             }
           : undefined;
-      const s = new tls.TLSSocket(socket, {
-        isServer: true,
-        secureContext: gen.context,
-        requestCert: this.askCcert,
-        rejectUnauthorized: false,
-        ...(SNICallback ? { SNICallback } : {}),
-      });
-      s.disableRenegotiation();
+      let s: tls.TLSSocket | null = null;
       let settled = false;
       const finish = (): void => {
         settled = true;
         clearTimeout(timer);
+        if (s === null) return;
         s.off('error', onError);
         s.off('close', onClose);
         // An error after the handshake is the session's to handle; never let it crash the process.
@@ -345,8 +343,9 @@ export class SmtpdTls {
       };
       const fail = (what: Error | 'timeout' | 'eof'): void => {
         if (settled) return;
+        cancelRead();
         finish();
-        s.destroy();
+        (s ?? socket).destroy();
         for (const line of sslAcceptErrorLines(namaddr, what)) {
           if (line.startsWith('warning: ')) log.warning(line.slice(9));
           else log.info(line);
@@ -357,26 +356,45 @@ export class SmtpdTls {
       const onError = (err: Error): void => fail(err);
       const onClose = (): void => fail('eof');
       const timer = setTimeout(() => fail('timeout'), Math.max(1, this.params.smtpd_starttls_timeout) * 1000);
-      s.on('error', onError);
-      s.once('close', onClose);
-      s.once('secure', () => {
+      /** Hands the socket, with every byte the client sent, to the TLS engine. */
+      const handshake = (hello: ClientHello | null): void => {
+        const t = new tls.TLSSocket(socket, {
+          isServer: true,
+          secureContext: gen.context,
+          requestCert: this.askCcert,
+          rejectUnauthorized: false,
+          ...(SNICallback ? { SNICallback } : {}),
+        });
+        s = t;
+        t.disableRenegotiation();
+        t.on('error', onError);
+        t.once('close', onClose);
+        t.once('secure', () => {
+          if (settled) return;
+          finish();
+          let session: TlsSession;
+          try {
+            session = this.sessionOf(t, sni, namaddr, log, hello);
+          } catch (err) {
+            t.destroy();
+            reject(err);
+            return;
+          }
+          resolve(session);
+        });
+      };
+      // The ClientHello tells which TLS 1.3 group OpenSSL picks (client-hello.ts); Node does not.
+      let cancelRead = (): void => {};
+      cancelRead = readClientHello(socket, (r) => {
         if (settled) return;
-        finish();
-        let session: TlsSession;
-        try {
-          session = this.sessionOf(s, sni, namaddr, log);
-        } catch (err) {
-          s.destroy();
-          reject(err);
-          return;
-        }
-        resolve(session);
+        if (r.ended) fail(r.error ?? 'eof');
+        else handshake(r.hello);
       });
     });
   }
 
   /** Collects the session facts and logs the post-handshake lines (P tls_server_post_accept). */
-  private sessionOf(s: tls.TLSSocket, sni: string | null, namaddr: string, log: Logger): TlsSession {
+  private sessionOf(s: tls.TLSSocket, sni: string | null, namaddr: string, log: Logger, hello: ClientHello | null): TlsSession {
     const mask = this.logMask;
     const cipherInfo = s.getCipher();
     const protocol = s.getProtocol() ?? cipherInfo.version;
@@ -418,7 +436,13 @@ export class SmtpdTls {
     let serverSignature: TlsSignature | null = null;
     let clientSignature: TlsSignature | null = null;
     if (protocol === 'TLSv1.3') {
+      // A future Node may report the group on server sockets; until then, OpenSSL's choice for
+      // the ClientHello this client sent.
       keyExchange = keyExchangeOf(s.getEphemeralKeyInfo());
+      if (keyExchange === null && hello !== null) {
+        const group = negotiatedGroup(hello, this.groups, { reused });
+        keyExchange = group === null ? null : groupKeyExchange(group);
+      }
       const sigalgs = s.getSharedSigalgs();
       const mine = s.getCertificate();
       if (mine && 'raw' in mine && Buffer.isBuffer(mine.raw)) {
