@@ -1,0 +1,187 @@
+/**
+ * Client name lookup (forward-confirmed, through a mock resolver), DNS-based restrictions,
+ * local users from /etc/passwd, ETRN, and the open-relay check at start.
+ */
+import * as assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/index.js';
+import { Log } from '../../src/log/index.js';
+import { clientKey } from '../../src/smtpd/anvil.js';
+import { createSmtpd, type MailhostStatus, type Resolver, ResolverError } from '../../src/smtpd/index.js';
+import { lookupPeer } from '../../src/smtpd/peer.js';
+import { type StartedPostern, startPostern } from '../harness/postern.js';
+import { SmtpClient } from '../harness/smtp-client.js';
+
+function mockResolver(o: { ptr?: Record<string, string[]>; a?: Record<string, string[]>; mail?: Record<string, MailhostStatus>; delayMs?: number }): Resolver {
+  const wait = (): Promise<void> => new Promise((r) => setTimeout(r, o.delayMs ?? 0));
+  return {
+    async reverse(addr) {
+      await wait();
+      const names = o.ptr?.[addr];
+      if (!names) throw new ResolverError('perm', 'NXDOMAIN');
+      return names;
+    },
+    async lookup(name) {
+      await wait();
+      const addrs = o.a?.[name];
+      if (!addrs) throw new ResolverError('perm', 'NXDOMAIN');
+      return addrs;
+    },
+    async mailhost(domain) {
+      return o.mail?.[domain] ?? 'notfound';
+    },
+    async hostAddress(name) {
+      return o.mail?.[name] ?? 'notfound';
+    },
+  };
+}
+
+async function withPostern(o: Parameters<typeof startPostern>[0], fn: (pt: StartedPostern) => Promise<void>): Promise<void> {
+  const pt = await startPostern(o);
+  try {
+    await fn(pt);
+  } finally {
+    await pt.stop();
+  }
+}
+
+describe('smtpd: client name', () => {
+  it('smtpd: a forward-confirmed PTR name is logged as name[addr]', async () => {
+    const resolver = mockResolver({ ptr: { '127.0.0.1': ['mail.client.example.'] }, a: { 'mail.client.example': ['127.0.0.1'] } });
+    await withPostern({ resolver }, async (pt) => {
+      const c = await SmtpClient.connect(pt.port4);
+      await c.read();
+      await c.cmd('QUIT');
+      await pt.waitFor(/disconnect from mail\.client\.example\[127\.0\.0\.1\] quit=1 commands=1/);
+      assert.match(pt.lines()[0]!, /postfix\/smtpd\[\d+\]: connect from mail\.client\.example\[127\.0\.0\.1\]$/);
+    });
+  });
+
+  it('smtpd: a PTR name that does not resolve back is unknown, with Postfix warning', async () => {
+    const warnings: string[] = [];
+    const p = await lookupPeer(
+      { addr: '192.0.2.7', rfcAddr: '192.0.2.7', family: 4, port: 1, lookup: true, resolver: mockResolver({ ptr: { '192.0.2.7': ['forged.example'] }, a: { 'forged.example': ['192.0.2.99'] } }), timeoutMs: 1000 },
+      (t) => warnings.push(t),
+    );
+    assert.equal(p.namaddr, 'unknown[192.0.2.7]');
+    assert.equal(p.nameStatus, 'forged');
+    assert.equal(p.reverseName, 'forged.example');
+    assert.deepEqual(warnings, ['hostname forged.example does not resolve to address 192.0.2.7']);
+  });
+
+  it('smtpd: the lookup times out into unknown (temporary)', async () => {
+    const p = await lookupPeer({ addr: '192.0.2.8', rfcAddr: '192.0.2.8', family: 4, port: 1, lookup: true, resolver: mockResolver({ ptr: { '192.0.2.8': ['slow.example'] }, delayMs: 500 }), timeoutMs: 50 }, () => {});
+    assert.equal(p.name, 'unknown');
+    assert.equal(p.nameStatus, 'temp');
+  });
+
+  it('smtpd: IPv6 addresses, numeric PTR names and smtpd_peername_lookup = no', async () => {
+    const r = mockResolver({ ptr: { '2001:db8::1': ['2001:db8::1'], '2001:db8::2': ['v6.example'] }, a: { 'v6.example': ['2001:0db8:0:0::2'] } });
+    const base = { family: 6 as const, port: 1, resolver: r, timeoutMs: 1000 };
+    assert.equal((await lookupPeer({ ...base, addr: '2001:db8::1', rfcAddr: 'IPv6:2001:db8::1', lookup: true }, () => {})).name, 'unknown');
+    assert.equal((await lookupPeer({ ...base, addr: '2001:db8::2', rfcAddr: 'IPv6:2001:db8::2', lookup: true }, () => {})).namaddr, 'v6.example[2001:db8::2]');
+    assert.equal((await lookupPeer({ ...base, addr: '2001:db8::2', rfcAddr: 'IPv6:2001:db8::2', lookup: false }, () => {})).name, 'unknown');
+  });
+
+  it('smtpd: reject_unknown_client_hostname answers 450 for a temporary failure, 550 for a permanent one', async () => {
+    await withPostern({ mainCf: 'smtpd_client_restrictions = reject_unknown_client_hostname\nunknown_client_reject_code = 550', resolver: mockResolver({}) }, async (pt) => {
+      const c = await SmtpClient.connect(pt.port4);
+      await c.read();
+      await c.cmd('EHLO client.example.test');
+      await c.cmd('MAIL FROM:<a@client.example.test>');
+      assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), '550 5.7.25 Client host rejected: cannot find your hostname, [127.0.0.1]');
+      await c.cmd('QUIT');
+    });
+  });
+
+  it('smtpd: clients are counted per IPv6 prefix (smtpd_client_ipv6_prefix_length)', () => {
+    assert.equal(clientKey('2001:db8:1:2:3:4:5:6', 84), clientKey('2001:db8:1:2:3:fff:1:2', 84));
+    assert.notEqual(clientKey('2001:db8:1:2:3:4:5:6', 84), clientKey('2001:db8:1:2:3:f000::', 84));
+    assert.notEqual(clientKey('2001:db8:1:2:3:4:5:6', 84), clientKey('2001:db8:1:3::1', 84));
+    assert.equal(clientKey('192.0.2.1', 84), '192.0.2.1');
+    assert.notEqual(clientKey('2001:db8::1', 128), clientKey('2001:db8::2', 128));
+  });
+});
+
+describe('smtpd: policy', () => {
+  it('smtpd: reject_unknown_recipient_domain asks the resolver (NXDOMAIN 450 4.1.2, tempfail defers)', async () => {
+    const resolver = mockResolver({ mail: { 'good.example': 'ok', 'flaky.example': 'tempfail', 'nullmx.example': 'nullmx' } });
+    await withPostern({ mainCf: 'smtpd_recipient_restrictions = reject_unknown_recipient_domain, permit_mynetworks, reject', resolver }, async (pt) => {
+      const c = await SmtpClient.connect(pt.port4);
+      await c.read();
+      await c.cmd('EHLO client.example.test');
+      await c.cmd('MAIL FROM:<a@client.example.test>');
+      assert.equal(await c.cmd('RCPT TO:<x@good.example>'), '250 2.1.5 Ok');
+      assert.equal(await c.cmd('RCPT TO:<x@nx.example>'), '450 4.1.2 <x@nx.example>: Recipient address rejected: Domain not found');
+      assert.equal(await c.cmd('RCPT TO:<x@flaky.example>'), '450 4.1.2 <x@flaky.example>: Recipient address rejected: Domain not found');
+      assert.equal(await c.cmd('RCPT TO:<x@nullmx.example>'), '556 5.1.10 <x@nullmx.example>: Recipient address rejected: Domain nullmx.example does not accept mail (nullMX)');
+      assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), '250 2.1.5 Ok');
+      await c.cmd('QUIT');
+      await pt.waitFor(/disconnect from/);
+      // After the first accepted recipient the queue file exists: rejects name its id, as Postfix.
+      assert.ok(pt.lines().some((l) => /: [0-9A-F]+: reject: RCPT from unknown\[127\.0\.0\.1\]: 450 4\.1\.2 <x@nx\.example>: Recipient address rejected: Domain not found; from=<a@client\.example\.test> to=<x@nx\.example> proto=ESMTP helo=<client\.example\.test>$/.test(l)), pt.lines().join('\n'));
+    });
+  });
+
+  it('smtpd: local_recipient_maps = proxy:unix:passwd.byname $alias_maps: system users are known', async () => {
+    await withPostern({ mainCf: 'local_recipient_maps = proxy:unix:passwd.byname $alias_maps\nalias_maps = hash:/nonexistent/aliases, nis:mail.aliases' }, async (pt) => {
+      const c = await SmtpClient.connect(pt.port4);
+      await c.read();
+      await c.cmd('EHLO client.example.test');
+      await c.cmd('MAIL FROM:<a@client.example.test>');
+      assert.equal(await c.cmd('RCPT TO:<root@mx.example.test>'), '250 2.1.5 Ok');
+      assert.equal(await c.cmd('RCPT TO:<Postmaster@mx.example.test>'), '250 2.1.5 Ok');
+      assert.equal(await c.cmd('RCPT TO:<no-such-user-4711@mx.example.test>'), '550 5.1.1 <no-such-user-4711@mx.example.test>: Recipient address rejected: User unknown in local recipient table');
+      await c.cmd('QUIT');
+    });
+  });
+
+  it('smtpd: ETRN for a fast_flush_domains site starts the queue hook', async () => {
+    const sites: string[] = [];
+    await withPostern({ mainCf: 'relay_domains = relay.example', hooks: { etrn: async (s) => void sites.push(s) } }, async (pt) => {
+      const c = await SmtpClient.connect(pt.port4);
+      await c.read();
+      await c.cmd('EHLO client.example.test');
+      assert.equal(await c.cmd('ETRN relay.example'), '250 Queuing started');
+      assert.equal(await c.cmd('ETRN other.example'), '459 <other.example>: service unavailable');
+      await c.cmd('QUIT');
+      assert.deepEqual(sites, ['relay.example']);
+    });
+  });
+
+  it('smtpd: a main.cf that makes an open relay is refused at start with Postfix words', async () => {
+    await assert.rejects(
+      startPostern({ mainCf: 'smtpd_relay_restrictions = permit_mynetworks\nsmtpd_recipient_restrictions = permit_mynetworks, permit' }),
+      /^PosternError: in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: reject_unauth_destination, defer_unauth_destination, reject, defer, defer_if_permit or check_relay_domains$/,
+    );
+  });
+
+  it('smtpd: an unknown restriction is a 451 4.3.5 server configuration error', async () => {
+    await withPostern({ mainCf: 'smtpd_recipient_restrictions = reject_everything_bad, reject_unauth_destination' }, async (pt) => {
+      const c = await SmtpClient.connect(pt.port4);
+      await c.read();
+      await c.cmd('EHLO client.example.test');
+      await c.cmd('MAIL FROM:<a@client.example.test>');
+      assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), '451 4.3.5 Server configuration error');
+      await c.cmd('QUIT');
+      await pt.waitFor(/disconnect from/);
+      assert.ok(pt.lines().some((l) => l.endsWith('warning: unknown smtpd restriction: "reject_everything_bad"')));
+    });
+  });
+
+  it('smtpd: the master creates the daemon from its table entry', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-smtpd-cfg-'));
+    try {
+      writeFileSync(path.join(dir, 'main.cf'), `compatibility_level = 3.6\nqueue_directory = ${dir}/queue\nmyhostname = mx.example.test\n`);
+      writeFileSync(path.join(dir, 'master.cf'), 'smtp inet n - n - - smtpd\n');
+      const config = await loadConfig({ configDir: dir });
+      const d = await createSmtpd({ config, service: config.services[0]!, log: Log.memory() });
+      await d.drain(Date.now());
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
