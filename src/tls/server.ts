@@ -770,6 +770,8 @@ function verifyErrorLine(namaddr: string, code: string, pc: tls.DetailedPeerCert
 function keyExchangeOf(info: tls.EphemeralKeyInfo | object | null): TlsKeyExchange | null {
   if (info === null || typeof info !== 'object' || !('type' in info)) return null;
   const k = info as tls.EphemeralKeyInfo;
+  // Node ≥ 24 (OpenSSL 3.5) says `TLSGroup` for ML-KEM groups (X25519MLKEM768) on client sockets.
+  if ((k.type as string) === 'TLSGroup' && k.name) return { name: k.name, curve: null, bits: 0 };
   if (k.type === 'ECDH' && k.name) {
     return k.name === 'X25519' || k.name === 'X448' ? { name: k.name, curve: null, bits: 0 } : { name: 'ECDHE', curve: k.name, bits: 0 };
   }

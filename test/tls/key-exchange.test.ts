@@ -293,6 +293,36 @@ describe('tls: key-exchange in the smtpd summary line', { skip: !haveOpenssl }, 
     }
   });
 
+  const pq = ((): boolean => {
+    try {
+      tls.createSecureContext({ ecdhCurve: 'X25519MLKEM768' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+
+  it('tls: ML-KEM hybrids (OpenSSL >= 3.5): server tuples, OpenSSL\'s default list, and the group name as Postfix >= 3.10 logs it', { skip: !pq && 'no ML-KEM groups in this OpenSSL' }, async () => {
+    for (const curves of ['X25519MLKEM768 X25519', '', 'X25519MLKEM768/X25519:prime256v1', 'X25519 prime256v1']) {
+      const s = await serve(dir, `tls_eecdh_auto_curves = ${curves}`);
+      try {
+        for (const ecdhCurve of [undefined, 'X25519MLKEM768:X25519', 'SecP256r1MLKEM768:X25519', 'P-256:X25519MLKEM768']) {
+          const c = await new Promise<tls.TLSSocket>((resolve, reject) => {
+            const sock = tls.connect({ port: s.port, host: '127.0.0.1', rejectUnauthorized: false, ...(ecdhCurve ? { ecdhCurve } : {}) }, () => resolve(sock));
+            sock.on('error', reject);
+          });
+          const info = c.getEphemeralKeyInfo() as { name?: string };
+          await s.next();
+          c.destroy();
+          const want = info.name === 'X25519' || info.name === 'X448' || /MLKEM/.test(info.name ?? '') ? info.name : `ECDHE (${info.name})`;
+          assert.equal(kexOf(s.log.texts().at(-1)!), want, `${curves} / ${ecdhCurve}`);
+        }
+      } finally {
+        await s.close();
+      }
+    }
+  });
+
   it('tls: plaintext instead of a ClientHello still fails as before; a silent client times out', async () => {
     const s = await serve(dir, 'smtpd_starttls_timeout = 1s');
     try {
