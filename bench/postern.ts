@@ -89,6 +89,7 @@ export class PosternServer implements Server {
     }
     const args = this.opts.fallback.length > 0 ? [...nodeArgs, SERVE, this.dir, this.opts.fallback.join(',')] : [...nodeArgs, BIN, 'run', '-c', this.dir];
     this.#output = '';
+    const logStart = this.logSize();
     const child = spawn(process.execPath, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MAIL_CONFIG: '' } });
     this.#child = child;
     running.add(this);
@@ -99,6 +100,15 @@ export class PosternServer implements Server {
     child.stderr!.setEncoding('utf8').on('data', keep);
     this.#exited = new Promise((resolve) => child.once('exit', () => resolve()));
     try {
+      // The port may accept before the master has started every daemon and dropped privileges;
+      // its `daemon started` line comes after both. Load before that would measure a half-started
+      // server (and, running as root then, leave root-owned queue files behind).
+      const until = Date.now() + 30_000;
+      while (!this.logFrom(logStart).some((l) => l.includes('postfix/master[') && l.includes(': daemon started -- '))) {
+        if (!this.running()) throw new Error('postern exited while starting');
+        if (Date.now() > until) throw new Error('no "daemon started" log line after 30 s');
+        await sleep(50);
+      }
       await waitForPort(this.port, 20_000, () => this.running());
     } catch (err) {
       await this.stop();
@@ -160,10 +170,37 @@ export class PosternServer implements Server {
   }
 
   log(): string[] {
+    return this.logFrom(0);
+  }
+
+  private logSize(): number {
     try {
-      return fs.readFileSync(path.join(this.dir, 'maillog'), 'utf8').split('\n');
+      return fs.statSync(path.join(this.dir, 'maillog')).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Log lines written after byte `offset` of the log file. */
+  private logFrom(offset: number): string[] {
+    let fd: number;
+    try {
+      fd = fs.openSync(path.join(this.dir, 'maillog'), 'r');
     } catch {
       return [];
+    }
+    try {
+      const size = fs.fstatSync(fd).size;
+      const buf = Buffer.alloc(Math.max(0, size - offset));
+      let got = 0;
+      while (got < buf.length) {
+        const n = fs.readSync(fd, buf, got, buf.length - got, offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return buf.subarray(0, got).toString('utf8').split('\n');
+    } finally {
+      fs.closeSync(fd);
     }
   }
 }
