@@ -71,6 +71,9 @@ function prepareEmbeddedVar(varDir: string, account: Account): void {
     throw new Error(`mail_owner ${account.name} cannot reach ${varDir}: ${blocked} is not searchable by that user; run postern as an unprivileged user here, or move the directory`);
   }
   for (const d of EMBEDDED_DATA_DIRS) chownTree(path.join(varDir, d), account);
+  // The embedded self-signed key must stay readable after the drop, so SIGHUP can reload it.
+  const tlsDir = path.join(varDir, 'etc', 'tls');
+  if (fs.existsSync(tlsDir)) chownTree(tlsDir, account);
 }
 
 export async function main(args: string[], ctx: CliContext): Promise<number> {

@@ -45,6 +45,11 @@ data_directory = ${VAR}/data
 mail_spool_directory = ${VAR}/mail
 virtual_mailbox_base = ${VAR}/mail
 
+# No system alias database (Postfix's default is nis:mail.aliases and /etc/aliases); add yours
+# here, e.g. alias_maps = hash:${VAR}/etc/aliases (read from the text file, no postmap needed).
+alias_maps =
+alias_database =
+
 # Started as root, Postern binds its ports and then runs as this user.
 mail_owner = nobody
 

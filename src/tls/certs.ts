@@ -164,8 +164,16 @@ export function isIssuedBy(child: crypto.X509Certificate, parent: crypto.X509Cer
   }
 }
 
+/**
+ * Signed by its own key under its own name. Not checkIssued(): OpenSSL's issuer check also wants
+ * keyCertSign in a CA's keyUsage, which a self-signed server (leaf) certificate rightly lacks.
+ */
 export function isSelfSigned(c: crypto.X509Certificate): boolean {
-  return isIssuedBy(c, c);
+  try {
+    return c.subject === c.issuer && c.verify(c.publicKey);
+  } catch {
+    return false;
+  }
 }
 
 let nodeRoots: crypto.X509Certificate[] | null = null;
