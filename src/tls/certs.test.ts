@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { PosternError } from '../errors.js';
 import { checkCertificates, checkChainFiles, describeName, type Finding, parsePem, readCertChain, readPrivateKey } from './certs.js';
 import { type IssuedCert, TestPki } from './test-pki.js';
+import { selfSignedCertificate } from './self-signed.js';
 
 const DAY = 86_400_000;
 let tmp = '';
@@ -254,4 +255,23 @@ describe('tls/certs: smtpd_tls_chain_files', () => {
       `${leafOnly} contains only the server certificate, not its chain: its issuer "CN=Postern Test Intermediate, O=Postern Test" is not a trusted root. Use the full chain (for Let's Encrypt: fullchain.pem, not cert.pem)`,
     ]);
   });
+});
+
+test('certs: a self-signed server certificate (the embedded default) is not reported as leaf-only', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-selfsigned-'));
+  try {
+    const { cert, key } = selfSignedCertificate({ hostname: 'localhost' });
+    const certFile = path.join(dir, 'cert.pem');
+    const keyFile = path.join(dir, 'key.pem');
+    fs.writeFileSync(certFile, cert);
+    fs.writeFileSync(keyFile, key, { mode: 0o600 });
+    const findings = checkCertificates({ certFile, keyFile });
+    assert.deepEqual(
+      findings.filter((f) => f.severity === 'error'),
+      [],
+    );
+    assert.ok(!findings.some((f) => /only the server certificate/.test(f.message)));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
