@@ -89,6 +89,8 @@ class Super {
   readonly counts: Counts = { requeued: 0, deleted: 0, expired: 0, held: 0, released: 0 };
   /** A release or requeue happened: poke qmgr at the end. */
   moved = false;
+  /** Requeued in this run: `-r ID -r ALL` counts a message once (Postfix: maildrop/ is skipped). */
+  private readonly requeued = new Set<string>();
 
   constructor(
     private readonly qdir: string,
@@ -168,10 +170,13 @@ class Super {
       await this.one('H', queues, id);
       return;
     }
+    // Two passes, as Postfix: the file may move from a queue not yet looked at to one already
+    // passed while we look (qmgr at work).
     for (let tries = 0; tries < 2; tries++) {
       for (const queue of queues) {
         if (!this.applies(op, queue) || !(await this.present(queue, id))) continue;
         if (await this.apply(op, queue, id, true)) return;
+        if (await this.present(queue, id)) return; // refused (target taken, no permission): said so
       }
       if (op === 'H') return; // release_one: no second try, as Postfix
     }
@@ -214,12 +219,14 @@ class Super {
         say('released from hold');
         return true;
       case 'r': {
+        if (this.requeued.has(id)) return false;
         if (queue === 'incoming') {
           // Already where a requeued message goes: only its time stamp, as Postfix resets it.
           await fsp.utimes(this.file(queue, id), new Date(), new Date()).catch(() => undefined);
         } else if (!(await this.move(id, queue, 'incoming'))) return false;
         await fsp.utimes(this.file('incoming', id), new Date(), new Date()).catch((err: unknown) => this.log.warning(`incoming/${id}: reset time stamps: ${strerror(err)}`));
         this.counts.requeued++;
+        this.requeued.add(id);
         this.moved = true;
         say('requeued');
         return true;
