@@ -40,14 +40,14 @@ export const USAGE = `npm run bench — Postern and a private Postfix 3.7, side 
 
 Environment:
   BENCH_QUICK=1            small counts (the whole run < 2 min); default is the full run
-  BENCH_MESSAGES=N         messages per acceptance run (full 5000, quick 200)
+  BENCH_MESSAGES=N         messages per acceptance run (full 5000, quick 100)
   BENCH_SESSIONS=1,20,100  concurrent sessions for the acceptance runs
   BENCH_SIZES=2048,102400  message sizes in bytes
   BENCH_IDLE=N             idle sessions after EHLO (1000)
-  BENCH_E2E_MESSAGES=N     messages per end-to-end run, 20 sessions (full 5000, quick 200)
-  BENCH_QUEUE=N            messages for queue drain / deferred memory (full 100000, quick 1000)
-  BENCH_DEFERRED_WATCH=S   seconds to watch memory with the deferred queue (full 30, quick 5)
-  BENCH_STALL=S            give up on deliveries after S seconds without progress (full 60, quick 10)
+  BENCH_E2E_MESSAGES=N     messages per end-to-end run, 20 sessions (full 5000, quick 100)
+  BENCH_QUEUE=N            messages for queue drain / deferred memory (full 100000, quick 500)
+  BENCH_DEFERRED_WATCH=S   seconds to watch memory with the deferred queue (full 30, quick 3)
+  BENCH_STALL=S            give up on deliveries after S seconds without progress (full 60, quick 5)
   BENCH_REPEAT=N           runs per acceptance figure; the median is reported (1)
   BENCH_ONLY=accept,idle,e2e,queue   scenarios to run (all)
   BENCH_SERVERS=postfix,postern      servers to run (both)
@@ -87,15 +87,15 @@ export function benchOptions(env: NodeJS.ProcessEnv): BenchOptions {
   const quick = flag(env, 'BENCH_QUICK');
   return {
     quick,
-    messages: int(env, 'BENCH_MESSAGES', quick ? 200 : 5000),
+    messages: int(env, 'BENCH_MESSAGES', quick ? 100 : 5000),
     sessions: ints(env, 'BENCH_SESSIONS', [1, 20, 100]),
     sizes: ints(env, 'BENCH_SIZES', [2048, 102400]),
     idle: int(env, 'BENCH_IDLE', 1000),
-    e2eMessages: int(env, 'BENCH_E2E_MESSAGES', quick ? 200 : 5000),
+    e2eMessages: int(env, 'BENCH_E2E_MESSAGES', quick ? 100 : 5000),
     e2eSessions: 20,
-    queue: int(env, 'BENCH_QUEUE', quick ? 1000 : 100000),
-    deferredWatch: int(env, 'BENCH_DEFERRED_WATCH', quick ? 5 : 30),
-    stall: int(env, 'BENCH_STALL', quick ? 10 : 60),
+    queue: int(env, 'BENCH_QUEUE', quick ? 500 : 100000),
+    deferredWatch: int(env, 'BENCH_DEFERRED_WATCH', quick ? 3 : 30),
+    stall: int(env, 'BENCH_STALL', quick ? 5 : 60),
     repeat: int(env, 'BENCH_REPEAT', 1),
     only: names(env, 'BENCH_ONLY', SCENARIOS),
     servers: names(env, 'BENCH_SERVERS', ['postfix', 'postern'] as const),
