@@ -1,0 +1,218 @@
+/**
+ * Interoperability with real peers from Debian (CI installs them; outside CI a missing tool skips
+ * the test with a message saying what to install): swaks, openssl s_client, fail2ban-regex with
+ * Debian's postfix filter, pflogsumm, and Postfix's own smtp client relaying into Postern.
+ */
+import * as assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { smtpdCounters } from '../../src/smtpd/index.js';
+import { freePorts, postfixSkip, startPostfix } from '../harness/postfix.js';
+import { hasIPv6Loopback, type StartedPostern, startPostern } from '../harness/postern.js';
+import { SmtpClient } from '../harness/smtp-client.js';
+import { makePki, type Pki } from '../tls/pki.js';
+
+function have(cmd: string, pkg: string): string | false {
+  const ok = spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+  if (ok) return false;
+  if (process.env.CI === 'true') throw new Error(`${cmd} is required (CI=true): apt-get install ${pkg}`);
+  return `${cmd} not installed (apt-get install ${pkg})`;
+}
+
+const noSwaks = have('swaks', 'swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl libio-socket-inet6-perl');
+const noOpenssl = have('openssl', 'openssl');
+const noFail2ban = have('fail2ban-regex', 'fail2ban') || (spawnSync('test', ['-f', '/etc/fail2ban/filter.d/postfix.conf']).status === 0 ? false : 'fail2ban postfix filter missing (apt-get install fail2ban)');
+const noPflogsumm = have('pflogsumm', 'pflogsumm');
+const ipv6 = await hasIPv6Loopback();
+
+/** Run a command asynchronously (the server runs in this process). */
+function run(cmd: string, args: readonly string[], input = ''): Promise<{ status: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    p.on('close', (status) => resolve({ status, out }));
+    p.stdin.end(input);
+  });
+}
+
+describe('smtpd: interop with real peers', () => {
+  let pki: Pki;
+  let pt: StartedPostern;
+  before(async () => {
+    pki = makePki();
+    pt = await startPostern({
+      mainCf: [
+        'smtpd_tls_security_level = may',
+        `smtpd_tls_cert_file = ${pki.file('fullchain.pem')}`,
+        `smtpd_tls_key_file = ${pki.file('srv.key')}`,
+        `smtpd_tls_CAfile = ${pki.file('root.pem')}`,
+        'smtpd_tls_ask_ccert = yes',
+        'smtpd_tls_loglevel = 1',
+        'smtpd_tls_protocols = >=TLSv1.2',
+        'smtpd_forbid_unauth_pipelining = yes',
+        'mynetworks = 192.0.2.0/24',
+        'smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination',
+      ].join('\n'),
+    });
+  });
+  after(async () => {
+    await pt?.stop();
+    pki?.remove();
+    assert.equal(smtpdCounters.exceptions, 0);
+  });
+
+  const swaks = (args: readonly string[]): Promise<{ status: number | null; out: string }> =>
+    run('swaks', ['--server', '127.0.0.1', '--port', String(pt.port4), '--from', 'alice@client.example.test', '--to', 'bob@mx.example.test', '--helo', 'client.example.test', '--timeout', '10', ...args]);
+
+  it('smtpd: swaks plain delivery', { skip: noSwaks }, async () => {
+    const r = await swaks([]);
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /<- {2}250 2\.0\.0 Ok: queued as \w+/);
+  });
+
+  it('smtpd: swaks with STARTTLS and a trusted client certificate', { skip: noSwaks }, async () => {
+    const r = await swaks(['--tls', '--tls-cert', pki.file('cli.pem'), '--tls-key', pki.file('cli.key')]);
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /<- {2}220 2\.0\.0 Ready to start TLS/);
+    assert.match(r.out, /250 2\.0\.0 Ok: queued as/);
+    await pt.waitFor(/Trusted TLS connection established from unknown\[127\.0\.0\.1\]: TLSv1\.3/);
+  });
+
+  it('smtpd: swaks with an untrusted (self-signed) client certificate', { skip: noSwaks }, async () => {
+    const r = await swaks(['--tls', '--tls-cert', pki.file('self.pem'), '--tls-key', pki.file('self.key')]);
+    assert.equal(r.status, 0, r.out);
+    await pt.waitFor(/Untrusted TLS connection established from unknown\[127\.0\.0\.1\]/);
+  });
+
+  it('smtpd: swaks with PIPELINING', { skip: noSwaks }, async () => {
+    const r = await swaks(['--pipeline']);
+    assert.equal(r.status, 0, r.out);
+    assert.match(r.out, /250 2\.0\.0 Ok: queued as/);
+  });
+
+  it('smtpd: swaks over IPv6 and a relay attempt that is refused', { skip: noSwaks || (!ipv6 && 'no IPv6 loopback') }, async () => {
+    const r = await run('swaks', ['--server', '::1', '--port', String(pt.port6), '-6', '--from', 'alice@client.example.test', '--to', 'carol@other.test', '--helo', 'client.example.test']);
+    assert.notEqual(r.status, 0);
+    assert.match(r.out, /<\*\* 554 5\.7\.1 <carol@other\.test>: Relay access denied/);
+    await pt.waitFor(/NOQUEUE: reject: RCPT from unknown\[::1\]: 554 5\.7\.1 <carol@other\.test>: Relay access denied; from=<alice@client\.example\.test> to=<carol@other\.test> proto=ESMTP helo=<client\.example\.test>/);
+  });
+
+  it('smtpd: openssl s_client -starttls smtp: TLSv1.2 works, TLSv1.1 is refused (smtpd_tls_protocols = >=TLSv1.2)', { skip: noOpenssl }, async () => {
+    const ok = await run('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${pt.port4}`, '-tls1_2', '-servername', 'mx.example.test'], 'QUIT\r\n');
+    assert.match(ok.out, /Protocol *: TLSv1\.2/);
+    const bad = await run('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${pt.port4}`, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0'], 'QUIT\r\n');
+    assert.match(bad.out, /Cipher is \(NONE\)/);
+    assert.match(bad.out, /alert protocol version|no protocols available|unsupported protocol/i);
+  });
+
+  it('smtpd: fail2ban-regex with the postfix filter matches the reject lines', { skip: noFail2ban }, async () => {
+    // Two refused relay attempts.
+    for (let i = 0; i < 2; i++) {
+      const c = await SmtpClient.connect(pt.port4);
+      await c.read();
+      await c.cmd('EHLO spammer.example');
+      await c.cmd('MAIL FROM:<s@spammer.example>');
+      assert.equal(await c.cmd(`RCPT TO:<victim${i}@other.test>`), `554 5.7.1 <victim${i}@other.test>: Relay access denied`);
+      await c.cmd('QUIT');
+    }
+    await pt.waitFor(/victim1@other\.test.*helo=<spammer\.example>/);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-f2b-'));
+    try {
+      const file = path.join(dir, 'maillog');
+      writeFileSync(file, `${pt.lines().join('\n')}\n`);
+      const r = await run('fail2ban-regex', ['--print-all-matched', file, '/etc/fail2ban/filter.d/postfix.conf']);
+      const m = /Lines: \d+ lines, \d+ ignored, (\d+) matched/.exec(r.out);
+      assert.ok(m, r.out);
+      const rejects = pt.lines().filter((l) => /: reject: RCPT from .*Relay access denied/.test(l)).length;
+      assert.ok(rejects >= 2);
+      assert.equal(Number(m[1]), rejects, r.out);
+      assert.match(r.out, /victim0@other\.test/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('smtpd: pflogsumm counts received messages and rejects', { skip: noPflogsumm }, async () => {
+    const c = await SmtpClient.connect(pt.port4);
+    await c.read();
+    await c.cmd('EHLO client.example.test');
+    await c.cmd('MAIL FROM:<alice@client.example.test>');
+    await c.cmd('RCPT TO:<bob@mx.example.test>');
+    await c.cmd('DATA');
+    await c.cmd('Subject: count me\r\n\r\nx\r\n.');
+    await c.cmd('QUIT');
+    await pt.waitFor(/disconnect from .* data=1 quit=1 commands=5$/);
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-pfls-'));
+    try {
+      const file = path.join(dir, 'maillog');
+      const lines = pt.lines();
+      writeFileSync(file, `${lines.join('\n')}\n`);
+      const r = await run('pflogsumm', ['-d', 'today', '--detail', '0', '--no_no_msg_size', file]);
+      const received = lines.filter((l) => /\/smtpd\[\d+\]: \w+: client=/.test(l)).length;
+      const rejected = lines.filter((l) => /\/smtpd\[\d+\]: \w+: reject: /.test(l)).length;
+      assert.match(r.out, new RegExp(`^\\s*${received}\\s+received$`, 'm'), r.out);
+      assert.match(r.out, new RegExp(`^\\s*${rejected}\\s+rejected `, 'm'), r.out);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('smtpd: Postfix relays into Postern', { skip: postfixSkip() }, () => {
+  it('smtpd: Postfix smtp client with smtp_tls_security_level = may delivers over TLS on IPv4 and IPv6', async () => {
+    const pki = makePki();
+    const pt = await startPostern({
+      mainCf: [
+        'smtpd_tls_security_level = may',
+        `smtpd_tls_cert_file = ${pki.file('fullchain.pem')}`,
+        `smtpd_tls_key_file = ${pki.file('srv.key')}`,
+        'smtpd_tls_loglevel = 1',
+        'mydestination = $myhostname, localhost, v4.test, v6.test',
+      ].join('\n'),
+    });
+    const [pfPort] = await freePorts(1);
+    const pf = await startPostfix({
+      services: [{ port: pfPort! }],
+      mainCf: [
+        'myhostname = sender.example.test',
+        'mydestination =',
+        'smtp_tls_security_level = may',
+        'smtp_tls_loglevel = 1',
+        `smtp_tls_CAfile = ${pki.file('root.pem')}`,
+        `transport_maps = inline:{ v4.test=smtp:[127.0.0.1]:${pt.port4}${pt.port6 ? `, v6.test=smtp:[::1]:${pt.port6}` : ''} }`,
+        'default_transport = smtp',
+        'relay_transport = smtp',
+        'smtp_address_preference = any',
+      ].join('\n'),
+    });
+    try {
+      const targets = pt.port6 ? ['user@v4.test', 'user@v6.test'] : ['user@v4.test'];
+      for (const rcpt of targets) {
+        const r = pf.run('sendmail', ['-f', 'alice@sender.example.test', rcpt], `Subject: relayed to ${rcpt}\n\nhello\n`);
+        assert.equal(r.status, 0, r.stderr);
+      }
+      await pf.waitFor(/status=sent \(250 2\.0\.0 Ok: queued as \w+\).*|to=<user@v4\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, .*status=sent \(250 2\.0\.0 Ok: queued as \w+\)/, 20000);
+      await pf.waitFor(/TLS connection established to 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: TLSv1\.3/, 20000);
+      await pt.waitFor(/TLS connection established from unknown\[127\.0\.0\.1\]/);
+      if (pt.port6) {
+        await pf.waitFor(/to=<user@v6\.test>, relay=::1\[::1\]:\d+, .*status=sent \(250 2\.0\.0 Ok: queued as \w+\)/, 20000);
+        await pf.waitFor(/TLS connection established to ::1\[::1\]:\d+/, 20000);
+        await pt.waitFor(/disconnect from unknown\[::1\] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7/);
+      }
+      await pt.waitFor(/disconnect from unknown\[127\.0\.0\.1\] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7/);
+    } finally {
+      pf.stop();
+      await pt.stop();
+      pki.remove();
+    }
+  });
+});
