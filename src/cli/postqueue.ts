@@ -31,6 +31,7 @@ import { type QueueName, queueDirPath } from '../queue/directories.js';
 import { type QueueFile, readQueueFile } from '../queue/file.js';
 import { isQueueId } from '../queue/id.js';
 import { readStateLog } from '../queue/state-log.js';
+import { type QmgrRequest, triggerQmgr } from '../queue/trigger.js';
 import type { CliContext } from './context.js';
 
 // --- tool messages -----------------------------------------------------------------------------
@@ -334,11 +335,11 @@ export function formatJsonEntry(e: ShowqEntry): string {
 // --- flush ---------------------------------------------------------------------------------------
 
 /**
- * What postqueue asks a running qmgr (../queue/trigger.ts QmgrRequest): `flush` = every deferred
- * message now, `scan` = look at incoming/ and the deferred messages that are due, `{ site }` =
- * the deferred mail for one destination now.
+ * What postqueue asks a running qmgr (../queue/trigger.ts): `flush` = every deferred message now,
+ * `scan` = look at incoming/ and the deferred messages that are due, `{ site }` = the deferred
+ * mail for one destination now.
  */
-export type FlushRequest = 'flush' | 'scan' | { readonly site: string };
+export type FlushRequest = QmgrRequest;
 
 /** Sends a request to the running server; throws when it cannot be reached. */
 export type FlushSender = (queue_directory: string, request: FlushRequest) => Promise<void>;
@@ -380,12 +381,8 @@ export function fastFlushAllowed(site: string, params: Params): boolean {
   return false;
 }
 
-/** The default flush sender: qmgr's trigger client (../queue/trigger.ts). */
-async function defaultFlushSender(queue_directory: string, request: FlushRequest): Promise<void> {
-  const spec = '../queue/trigger.js';
-  const mod = (await import(spec)) as { triggerQmgr: (dir: string, req: FlushRequest) => Promise<unknown> };
-  await mod.triggerQmgr(queue_directory, request);
-}
+/** The default flush sender: qmgr's trigger endpoint. */
+const defaultFlushSender: FlushSender = (queue_directory, request) => triggerQmgr(queue_directory, request);
 
 // --- main ---------------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ import { MAILDROP_TEMP_RE } from '../pickup/maildrop.js';
 import { type QueueName, queueDirPath, removeStaleTemporaryFiles } from '../queue/directories.js';
 import { isQueueId } from '../queue/id.js';
 import { removeStateLog } from '../queue/state-log.js';
+import { triggerQmgr } from '../queue/trigger.js';
 import type { CliContext } from './context.js';
 import { getopt, type ToolLog, toolLog } from './postqueue.js';
 
@@ -76,9 +77,7 @@ interface Counts {
 }
 
 async function defaultKick(queue_directory: string): Promise<void> {
-  const spec = '../queue/trigger.js';
-  const mod = (await import(spec)) as { triggerQmgr: (dir: string, req: 'scan') => Promise<void> };
-  await mod.triggerQmgr(queue_directory, 'scan');
+  await triggerQmgr(queue_directory, 'scan');
 }
 
 export async function main(args: string[], ctx: CliContext): Promise<number> {

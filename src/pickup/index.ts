@@ -38,6 +38,7 @@ import * as path from 'node:path';
 import { Cleanup, type CleanupInput, type CleanupTxn } from '../cleanup/index.js';
 import { mailDate, quote822Local } from '../cleanup/headers.js';
 import type { Config, Params } from '../config/types.js';
+import type { Daemon, DaemonFactory } from '../master/daemon.js';
 import { PosternError } from '../errors.js';
 import type { Log, Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
@@ -64,6 +65,8 @@ export interface PickupOptions {
   readonly wakeupMs?: number;
   /** Use fs.watch (default true). Tests turn it off to drive scans themselves. */
   readonly watch?: boolean;
+  /** The service's syslog_name (master.cf `-o syslog_name=...`). */
+  readonly syslog_name?: string;
 }
 
 export interface Pickup {
@@ -115,7 +118,7 @@ class PickupService implements Pickup {
     this.params = o.config.params;
     this.ownCleanup = o.cleanup === undefined;
     this.cleanup = o.cleanup ?? new Cleanup({ queue_directory: this.params.queue_directory, params: this.params, log: o.log });
-    this.logger = o.log.logger('pickup');
+    this.logger = o.log.logger('pickup', o.syslog_name !== undefined ? { syslog_name: o.syslog_name } : {});
     this.dir = queueDirPath(this.params.queue_directory, 'maildrop');
     this.corruptDir = queueDirPath(this.params.queue_directory, 'corrupt');
     this.ready = this.start();
@@ -343,3 +346,49 @@ class PickupService implements Pickup {
 export function startPickup(o: PickupOptions): Pickup {
   return new PickupService(o);
 }
+
+/** How long createDaemon waits for the master's privilege drop before it starts anyway. */
+const DROP_WAIT_MS = 10_000;
+
+/**
+ * The master's daemon for a `pickup` service line (master.cf `pickup unix n - n 60 1 pickup`).
+ * The master makes daemons before it drops root privileges; queue files pickup writes must belong
+ * to mail_owner, so when started as root with a non-root mail_owner, pickup waits (up to 10 s)
+ * until the process runs as mail_owner before it touches the queue. The master.cf wakeup field
+ * sets the rescan period (default 60 s).
+ */
+export const createDaemon: DaemonFactory = async (ctx) => {
+  const params = ctx.service.params;
+  const syslog_name = ctx.service.overrides.has('syslog_name') ? params.syslog_name : undefined;
+  const wakeup = Number.parseInt(ctx.service.wakeup, 10);
+  let pickup: Pickup | null = null;
+  let stopped = false;
+  const starting = (async () => {
+    const deadline = Date.now() + DROP_WAIT_MS;
+    while (!stopped && process.geteuid?.() === 0 && params.mail_owner !== 'root' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    if (stopped) return;
+    pickup = startPickup({
+      config: { params },
+      log: ctx.log,
+      ...(syslog_name !== undefined ? { syslog_name } : {}),
+      ...(Number.isFinite(wakeup) && wakeup > 0 ? { wakeupMs: wakeup * 1000 } : {}),
+    });
+  })();
+  const daemon: Daemon = {
+    accept(socket) {
+      socket.destroy();
+    },
+    async reload(_config, service) {
+      await starting;
+      pickup?.reload({ params: service.params });
+    },
+    async drain() {
+      stopped = true;
+      await starting;
+      await pickup?.stop();
+    },
+  };
+  return daemon;
+};
