@@ -1,9 +1,11 @@
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { openMaildropFile } from '../pickup/maildrop.js';
 import type { CliContext } from './context.js';
 import { main } from './main.js';
@@ -195,6 +197,23 @@ describe('cli/sendmail', () => {
     const t = ctx(path.join(tmp, 'nowhere'));
     assert.equal(await sendmail(['-C', path.join(etc, 'main.cf'), 'r@example.test'], t.c, 'sendmail', io('x\n')), 0, t.stderr());
     assert.equal((await maildrop(q)).length, 1);
+  });
+
+  test('sendmail: bin/postern.js started through a symlink named "sendmail" reads the message from standard input', async () => {
+    const { etc, q } = await setup();
+    const bin = fileURLToPath(new URL('../../../bin/postern.js', import.meta.url));
+    const link = path.join(path.dirname(etc), 'sendmail');
+    await fsp.symlink(bin, link);
+    const r = spawnSync(process.execPath, [link, '-t', '-i'], { input: 'To: via-link@example.test\nSubject: s\n\n.\n', env: { ...process.env, MAIL_CONFIG: etc }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const [md] = await maildrop(q);
+    assert.deepEqual(
+      md!.envelope.recipients.map((x) => x.address),
+      ['via-link@example.test'],
+    );
+    const mq = spawnSync(process.execPath, [bin, 'mailq'], { env: { ...process.env, MAIL_CONFIG: etc }, encoding: 'utf8' });
+    assert.equal(mq.status, 0, mq.stderr);
+    assert.match(mq.stdout, /via-link@example\.test\n\n-- 0 Kbytes in 1 Request\.\n$/);
   });
 
   test('sendmail: the GECOS full name as Postfix reads it (up to a comma, & = capitalised login)', async () => {

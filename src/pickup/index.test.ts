@@ -11,7 +11,8 @@ import { type DurableFs, nodeFs } from '../io/durable.js';
 import { Log, type MemoryLog } from '../log/index.js';
 import { createQueueDirectories } from '../queue/directories.js';
 import { readMessage, readQueueFile } from '../queue/file.js';
-import { canonicalAddress, MAILDROP_MODE, startPickup } from './index.js';
+import { loadConfig } from '../config/index.js';
+import { canonicalAddress, createDaemon, MAILDROP_MODE, startPickup } from './index.js';
 import { type SubmitOptions, submit } from './submit.js';
 
 let tmp: string;
@@ -219,6 +220,28 @@ describe('pickup: maildrop → cleanup', () => {
     await pickup.ready;
     await pickup.stop();
     assert.deepEqual(await ls(q, 'maildrop'), ['ABCDEF0123456789ABCDF.tmp']);
+  });
+
+  test('pickup: as the master\'s daemon for a master.cf pickup line it queues maildrop files and stops on drain', async () => {
+    const { q } = await queue();
+    const etc = path.join(q, '..', `etc-${path.basename(q)}`);
+    await fsp.mkdir(etc);
+    await fsp.writeFile(path.join(etc, 'main.cf'), `queue_directory = ${q}\nmyhostname = mx.example.test\nmail_owner = root\n`);
+    await fsp.writeFile(path.join(etc, 'master.cf'), 'pickup    unix  n       -       n       60      1       pickup\n');
+    const config = await loadConfig({ configDir: etc });
+    const log = Log.memory({ myhostname: 'mx.example.test' });
+    const daemon = await createDaemon({ config, service: config.services[0]!, log });
+    try {
+      await submit(text('Subject: via master\n\n'), opts(q));
+      const deadline = Date.now() + 5000;
+      while ((await ls(q, 'incoming')).filter((n) => !n.endsWith('.tmp')).length === 0) {
+        assert.ok(Date.now() < deadline, 'picked up within 5 s');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.ok(log.lines.some((l) => / postfix\/pickup\[\d+\]: [0-9A-F]+: uid=\d+ from=<alice>$/.test(l)));
+    } finally {
+      await daemon.drain(Date.now() + 1000);
+    }
   });
 
   test('pickup: canonical addresses (append_at_myorigin, append_dot_mydomain)', () => {

@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import { type DurableFs, nodeFs } from '../io/durable.js';
 import { MAILDROP_NAME_RE, MaildropWriter, openMaildropFile } from './maildrop.js';
 import { EX_DATAERR, EX_USAGE, parseNotifyOption, type SubmitOptions, SubmitError, submit } from './submit.js';
 
@@ -183,6 +184,31 @@ describe('pickup/maildrop: the file format refuses anything incomplete', () => {
     await fsp.unlink(link);
     await fsp.link(file, link);
     await assert.rejects(openMaildropFile(file), /file has 2 links/);
+  });
+
+  test('maildrop: commit syncs the file, renames it into place, then syncs the directory (durable before exit 0)', async () => {
+    const dir = await dropDir();
+    const calls: string[] = [];
+    const fs: DurableFs = {
+      ...nodeFs,
+      async syncFile(fh) {
+        calls.push('syncFile');
+        return nodeFs.syncFile(fh);
+      },
+      async rename(a, b) {
+        calls.push(`rename ${path.basename(a)} ${path.basename(b)}`);
+        return nodeFs.rename(a, b);
+      },
+      async syncDir(d) {
+        calls.push(`syncDir ${d === dir}`);
+        return nodeFs.syncDir(d);
+      },
+    };
+    const w = await MaildropWriter.create(dir, { fs });
+    await w.write(Buffer.from('x\r\n'));
+    const env = { version: 1, time: 0, sender: '', fullName: null, recipients: [{ address: 'r@x', notify: null, orcpt: null }], ret: null, envid: null, smtputf8: false, body: null } as const;
+    await w.commit(env);
+    assert.deepEqual(calls, ['syncFile', `rename ${w.name}.tmp ${w.name}`, 'syncDir true']);
   });
 
   test('maildrop: abort removes the temporary file; nothing is visible before commit', async () => {
