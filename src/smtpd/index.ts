@@ -85,6 +85,9 @@ export class Smtpd implements Daemon {
   private config: Config;
   private service: MasterService;
   private readonly sessions = new Set<Session>();
+  /** Sessions per service context, so a replaced TLS engine is closed once its sessions ended. */
+  private readonly users = new Map<ServiceContext, number>();
+  private retired: ServiceContext[] = [];
   private draining = false;
   private readonly anvil = new Anvil();
   private readonly logger: Logger;
@@ -173,13 +176,32 @@ export class Smtpd implements Daemon {
     if (socket.destroyed && socket.readableEnded) {
       // Gone before we could greet; Postfix still logs connect/disconnect.
     }
-    const session = new Session(svc, socket, peer, log);
+    // smtpd_client_port_logging: name[addr]:port in every line about this client.
+    const shown = p.smtpd_client_port_logging ? { ...peer, namaddr: `${peer.namaddr}:${peer.port}` } : peer;
+    const session = new Session(svc, socket, shown, log);
     this.sessions.add(session);
+    this.users.set(svc, (this.users.get(svc) ?? 0) + 1);
     try {
       await session.run();
     } finally {
       this.sessions.delete(session);
+      this.users.set(svc, (this.users.get(svc) ?? 1) - 1);
+      this.closeRetired();
     }
+  }
+
+  /** Close the TLS engines of replaced configurations that no session uses any more. */
+  private closeRetired(): void {
+    const keep: ServiceContext[] = [];
+    for (const svc of this.retired) {
+      if ((this.users.get(svc) ?? 0) > 0) {
+        keep.push(svc);
+        continue;
+      }
+      this.users.delete(svc);
+      if (svc.tls !== null && svc.tls !== this.normal.tls && svc.tls !== this.stressed?.tls) svc.tls.close();
+    }
+    this.retired = keep;
   }
 
   async reload(config: Config, service: MasterService): Promise<void> {
@@ -188,8 +210,11 @@ export class Smtpd implements Daemon {
     const svc = await Smtpd.build(ctx, this.opts, service.params, logger, this.anvil);
     this.config = config;
     this.service = service;
+    this.retired.push(this.normal);
+    if (this.stressed !== null) this.retired.push(this.stressed);
     this.normal = { ...svc, anvil: this.anvil };
     this.stressed = null;
+    this.closeRetired();
   }
 
   async drain(deadline: number): Promise<void> {
@@ -199,6 +224,7 @@ export class Smtpd implements Daemon {
     }
     for (const s of this.sessions) s.destroy();
     this.normal.tls?.close();
+    for (const svc of this.retired) svc.tls?.close();
   }
 }
 

@@ -553,6 +553,12 @@ export class Session implements CheckSubject {
     this.helo = sanitizeHelo(name);
     this.protocol = 'ESMTP';
     const p = this.params;
+    if (this.discard.size > 0 && !this.discard.has('silent-discard' as EhloKeyword)) {
+      // Postfix str_ehlo_mask() order.
+      const order = ['8BITMIME', 'AUTH', 'ETRN', 'PIPELINING', 'SIZE', 'VERP', 'VRFY', 'XCLIENT', 'XFORWARD', 'STARTTLS', 'ENHANCEDSTATUSCODES', 'DSN', 'SMTPUTF8', 'CHUNKING'];
+      const names = order.filter((k) => this.discard.has(k.toLowerCase() as EhloKeyword));
+      if (names.length > 0) this.log.info(`discarding EHLO keywords: ${names.join(' ')}`);
+    }
     const lines = [p.myhostname];
     // RFC 1869 4.3; keyword order as Postfix smtpd.c ehlo_cmd().
     if (this.keyword('pipelining')) lines.push('PIPELINING');

@@ -1,7 +1,8 @@
 import * as assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { loadConfig } from '../../src/config/index.js';
 import { smtpdCounters } from '../../src/smtpd/index.js';
 import { type StartedPostern, startPostern } from '../harness/postern.js';
 import { SmtpClient } from '../harness/smtp-client.js';
@@ -77,6 +78,41 @@ describe('smtpd: basic conversation', () => {
         'NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <carol@other.test>: Relay access denied; from=<alice@client.example.test> to=<carol@other.test> proto=ESMTP helo=<client.example.test>',
         'disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4',
       ]);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it('smtpd: reload: new sessions get the new settings, a session in progress keeps its own', async () => {
+    const p = await startPostern({ mainCf: 'smtpd_banner = $myhostname ESMTP before' });
+    try {
+      const a = await SmtpClient.connect(p.port4);
+      assert.equal(await a.read(), '220 mx.example.test ESMTP before');
+      const file = path.join(p.dir, 'main.cf');
+      writeFileSync(file, readFileSync(file, 'utf8').replace('ESMTP before', 'ESMTP after\nmessage_size_limit = 5000'));
+      const config = await loadConfig({ configDir: p.dir });
+      await p.smtpd.reload(config, config.services[0]!);
+      const b = await SmtpClient.connect(p.port4);
+      assert.equal(await b.read(), '220 mx.example.test ESMTP after');
+      assert.match(await b.cmd('EHLO client.example.test'), /250-SIZE 5000\n/);
+      assert.match(await a.cmd('EHLO client.example.test'), /250-SIZE 10240000\n/);
+      await a.cmd('QUIT');
+      await b.cmd('QUIT');
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it('smtpd: smtpd_discard_ehlo_keywords hides keywords and logs them', async () => {
+    const p = await startPostern({ mainCf: 'smtpd_discard_ehlo_keywords = chunking, dsn' });
+    try {
+      const c = await SmtpClient.connect(p.port4);
+      await c.read();
+      const r = await c.cmd('EHLO client.example.test');
+      assert.doesNotMatch(r, /CHUNKING|DSN/);
+      assert.equal(await c.cmd('BDAT 10 LAST'), '521 5.5.1 Error: command not implemented');
+      await c.waitClosed();
+      await p.waitFor(/discarding EHLO keywords: DSN CHUNKING/);
     } finally {
       await p.stop();
     }
