@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { Cleanup } from '../cleanup/index.js';
 import { paramsFrom } from '../config/index.js';
@@ -13,6 +13,24 @@ import { readQueueFile } from '../queue/file.js';
 import { StateLog } from '../queue/state-log.js';
 import type { CliContext } from './context.js';
 import { main as postcat } from './postcat.js';
+
+/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
+function collector(): { stream: Writable; text: () => string; clear: () => void } {
+  const parts: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      parts.push(chunk.toString());
+      cb();
+    },
+  });
+  return {
+    stream,
+    text: () => parts.join(''),
+    clear: () => {
+      parts.length = 0;
+    },
+  };
+}
 
 process.env.TZ = 'UTC';
 
@@ -69,15 +87,11 @@ async function queued(q: string): Promise<string> {
 }
 
 async function run(etc: string, args: string[]) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: string[] = [];
-  const e: string[] = [];
-  out.on('data', (b: Buffer) => o.push(b.toString()));
-  err.on('data', (b: Buffer) => e.push(b.toString()));
-  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: out, stderr: err, env: {} };
+  const out = collector();
+  const err = collector();
+  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: out.stream, stderr: err.stream, env: {} };
   const code = await postcat(args, c);
-  return { code, stdout: o.join(''), stderr: e.join('') };
+  return { code, stdout: out.text(), stderr: err.text() };
 }
 
 describe('cli/postcat', () => {

@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { createQueueDirectories, type QueueName } from '../queue/directories.js';
 import type { EnvelopeRecipient, QueueEnvelope } from '../queue/envelope.js';
@@ -10,6 +10,24 @@ import { QueueFileWriter } from '../queue/file.js';
 import { StateLog, type StateRecord } from '../queue/state-log.js';
 import type { CliContext } from './context.js';
 import { type FlushRequest, main as postqueue } from './postqueue.js';
+
+/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
+function collector(): { stream: Writable; text: () => string; clear: () => void } {
+  const parts: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      parts.push(chunk.toString());
+      cb();
+    },
+  });
+  return {
+    stream,
+    text: () => parts.join(''),
+    clear: () => {
+      parts.length = 0;
+    },
+  };
+}
 
 // mailq prints local time (asctime(localtime())), as Postfix; the goldens are in UTC.
 process.env.TZ = 'UTC';
@@ -84,15 +102,11 @@ async function put(q: string, m: Msg): Promise<void> {
 }
 
 async function run(etc: string, args: string[], flush?: (q: string, r: FlushRequest) => Promise<void>) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: string[] = [];
-  const e: string[] = [];
-  out.on('data', (b: Buffer) => o.push(b.toString()));
-  err.on('data', (b: Buffer) => e.push(b.toString()));
-  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: out, stderr: err, env: {} };
+  const out = collector();
+  const err = collector();
+  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: out.stream, stderr: err.stream, env: {} };
   const code = await postqueue(args, c, flush ? { flush } : {});
-  return { code, stdout: o.join(''), stderr: e.join('') };
+  return { code, stdout: out.text(), stderr: err.text() };
 }
 
 const REFUSED = 'connect to 127.0.0.1[127.0.0.1]:39998: Connection refused';

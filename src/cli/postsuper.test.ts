@@ -2,7 +2,7 @@ import * as assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { submit } from '../pickup/submit.js';
 import { createQueueDirectories, type QueueName } from '../queue/directories.js';
@@ -11,6 +11,24 @@ import { QueueFileWriter } from '../queue/file.js';
 import { readStateLog, StateLog, stateLogPath } from '../queue/state-log.js';
 import type { CliContext } from './context.js';
 import { type PostsuperIo, postsuper } from './postsuper.js';
+
+/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
+function collector(): { stream: Writable; text: () => string; clear: () => void } {
+  const parts: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      parts.push(chunk.toString());
+      cb();
+    },
+  });
+  return {
+    stream,
+    text: () => parts.join(''),
+    clear: () => {
+      parts.length = 0;
+    },
+  };
+}
 
 let tmp: string;
 before(async () => {
@@ -66,10 +84,8 @@ async function put(q: string, queue: QueueName, id: string): Promise<string> {
 }
 
 async function run(etc: string, args: string[], io: Partial<PostsuperIo> = {}) {
-  const err = new PassThrough();
-  const e: string[] = [];
-  err.on('data', (b: Buffer) => e.push(b.toString()));
-  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: new PassThrough(), stderr: err, env: {} };
+  const err = collector();
+  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: collector().stream, stderr: err.stream, env: {} };
   const kicks: string[] = [];
   const code = await postsuper(args, c, {
     kickQmgr: async (d) => {
@@ -77,7 +93,7 @@ async function run(etc: string, args: string[], io: Partial<PostsuperIo> = {}) {
     },
     ...io,
   });
-  return { code, stderr: e.join(''), kicks };
+  return { code, stderr: err.text(), kicks };
 }
 
 const ls = async (q: string, d: string): Promise<string[]> => (await fsp.readdir(path.join(q, d))).sort();

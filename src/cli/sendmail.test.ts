@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { openMaildropFile } from '../pickup/maildrop.js';
@@ -11,6 +11,24 @@ import type { CliContext } from './context.js';
 import { main } from './main.js';
 import type { FlushRequest } from './postqueue.js';
 import { gecosName, type SendmailIo, sendmail } from './sendmail.js';
+
+/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
+function collector(): { stream: Writable; text: () => string; clear: () => void } {
+  const parts: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      parts.push(chunk.toString());
+      cb();
+    },
+  });
+  return {
+    stream,
+    text: () => parts.join(''),
+    clear: () => {
+      parts.length = 0;
+    },
+  };
+}
 
 let tmp: string;
 before(async () => {
@@ -37,14 +55,10 @@ async function setup(extra = ''): Promise<{ etc: string; q: string; maillog: str
 }
 
 function ctx(etc: string) {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  const o: string[] = [];
-  const e: string[] = [];
-  out.on('data', (b: Buffer) => o.push(b.toString()));
-  err.on('data', (b: Buffer) => e.push(b.toString()));
-  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: out, stderr: err, env: {} };
-  return { c, stdout: () => o.join(''), stderr: () => e.join('') };
+  const out = collector();
+  const err = collector();
+  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: out.stream, stderr: err.stream, env: {} };
+  return { c, stdout: out.text, stderr: err.text };
 }
 
 function io(stdin: string, o: Partial<SendmailIo> = {}): Partial<SendmailIo> {
@@ -179,12 +193,10 @@ describe('cli/sendmail', () => {
     const { etc } = await setup();
     const t = ctx(etc);
     assert.equal(await sendmail(['-f', '', 'zed@remote.example'], t.c, 'sendmail', io('Subject: t3\n\nhello\n')), 0);
-    const out = new PassThrough();
-    const chunks: string[] = [];
-    out.on('data', (b: Buffer) => chunks.push(b.toString()));
-    const code = await main([], { stdout: out, stderr: new PassThrough(), env: { MAIL_CONFIG: etc } }, 'mailq');
+    const out = collector();
+    const code = await main([], { stdout: out.stream, stderr: collector().stream, env: { MAIL_CONFIG: etc } }, 'mailq');
     assert.equal(code, 0);
-    const lines = chunks.join('').split('\n');
+    const lines = out.text().split('\n');
     assert.equal(lines[0], '-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------');
     assert.match(lines[1]!, /^[0-9A-F]{21} +\d+ \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d {2}MAILER-DAEMON$/);
     assert.equal(lines[2], `${' '.repeat(41)}zed@remote.example`);

@@ -16,9 +16,10 @@
  * Bad files: a file that is not a complete maildrop file (truncated, garbage, a symlink, a file
  * with several links, an envelope that does not check) is moved to corrupt/ with a warning; so is a
  * file cleanup refuses for good (5xx: too big, too many hops, no recipients), where Postfix would
- * bounce it. A temporary failure (disk full, 4xx) leaves the file for the next scan. A file pickup
- * may not read (EACCES) stays, with a warning, as in Postfix. Temporary files of a sendmail that
- * died (`*.tmp`) are removed after a day.
+ * bounce it; and a file pickup may not read (EACCES: not made by sendmail, which writes 0644),
+ * where Postfix would warn about it at every scan. A temporary failure (disk full, 4xx, EMFILE)
+ * leaves the file for the next scan. Temporary files of a sendmail that died (`*.tmp`) are
+ * removed after a day.
  *
  * Trust: nothing in a maildrop file. The submitting user is the file's owner (fstat). maildrop/ is
  * made mode 1733 (world-writable, sticky, not listable): Postfix makes it 0730 group postdrop and
@@ -235,7 +236,7 @@ class PickupService implements Pickup {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') return 'gone';
-      if (code === 'EACCES' || code === 'EMFILE' || code === 'ENFILE' || code === 'EIO') {
+      if (code === 'EMFILE' || code === 'ENFILE' || code === 'EIO') {
         this.logger.warning(`open input file maildrop/${name}: ${strerror(err)}`);
         return 'kept';
       }

@@ -2,11 +2,29 @@ import * as assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { paramsFrom } from '../config/index.js';
 import { openMaildropFile } from './maildrop.js';
 import { runStdioSmtp } from './smtp-stdio.js';
+
+/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
+function collector(): { stream: Writable; text: () => string; clear: () => void } {
+  const parts: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      parts.push(chunk.toString());
+      cb();
+    },
+  });
+  return {
+    stream,
+    text: () => parts.join(''),
+    clear: () => {
+      parts.length = 0;
+    },
+  };
+}
 
 let tmp: string;
 before(async () => {
@@ -22,13 +40,11 @@ const params = paramsFrom('compatibility_level = 3.6\nmyhostname = mx.example.te
 async function session(lines: string[], o: { keepOpen?: boolean } = {}) {
   const dir = await fsp.mkdtemp(path.join(tmp, 'md-'));
   const input = new PassThrough();
-  const output = new PassThrough();
-  const out: Buffer[] = [];
-  output.on('data', (b: Buffer) => out.push(b));
+  const output = collector();
   input.write(lines.map((l) => `${l}\r\n`).join(''));
   if (!o.keepOpen) input.end();
-  const result = await runStdioSmtp({ input, output, params, maildropDir: dir, fullName: 'Local User' });
-  return { replies: Buffer.concat(out).toString('utf8').split('\r\n').slice(0, -1), result, dir };
+  const result = await runStdioSmtp({ input, output: output.stream, params, maildropDir: dir, fullName: 'Local User' });
+  return { replies: output.text().split('\r\n').slice(0, -1), result, dir };
 }
 
 describe('pickup/smtp-stdio: sendmail -bs', () => {

@@ -8,7 +8,7 @@ import * as assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { Cleanup } from '../../src/cleanup/index.js';
 import type { CliContext } from '../../src/cli/context.js';
@@ -20,6 +20,24 @@ import { Log, type MemoryLog } from '../../src/log/index.js';
 import { startPickup } from '../../src/pickup/index.js';
 import { Qmgr, startTriggerServer, type TransportAgent, type TriggerServer } from '../../src/qmgr/index.js';
 import type { DeliveryAgent, DeliveryRequest, DeliveryStatus } from '../../src/queue/delivery.js';
+
+/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
+function collector(): { stream: Writable; text: () => string; clear: () => void } {
+  const parts: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      parts.push(chunk.toString());
+      cb();
+    },
+  });
+  return {
+    stream,
+    text: () => parts.join(''),
+    clear: () => {
+      parts.length = 0;
+    },
+  };
+}
 
 let tmp: string;
 before(async () => {
@@ -59,17 +77,13 @@ async function setup() {
     `compatibility_level = 3.6\nmyhostname = mx.example.test\nmydomain = example.test\nqueue_directory = ${q}\ninet_interfaces = loopback-only\nqueue_run_delay = 3600s\nmaillog_file = ${dir}/maillog\n`,
   );
   await fsp.writeFile(path.join(etc, 'master.cf'), '');
-  const out: string[] = [];
-  const err: string[] = [];
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  stdout.on('data', (b: Buffer) => out.push(b.toString()));
-  stderr.on('data', (b: Buffer) => err.push(b.toString()));
-  const ctx: CliContext = { configDir: etc, configDirExplicit: true, stdout, stderr, env: {} };
+  const out = collector();
+  const err = collector();
+  const ctx: CliContext = { configDir: etc, configDirExplicit: true, stdout: out.stream, stderr: err.stream, env: {} };
   const take = (): { out: string; err: string } => {
-    const r = { out: out.join(''), err: err.join('') };
-    out.length = 0;
-    err.length = 0;
+    const r = { out: out.text(), err: err.text() };
+    out.clear();
+    err.clear();
     return r;
   };
   /** The server's queue side: cleanup, pickup, qmgr with a deferring smtp agent, the trigger. */
