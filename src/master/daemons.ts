@@ -19,4 +19,5 @@ export const DAEMONS: Readonly<Record<string, DaemonLoader>> = {
   // smtpd: async () => (await import('../smtpd/index.js')).createDaemon,
   // qmgr runs the delivery agents of master.cf's unix services itself (../qmgr/agents.ts).
   qmgr: async () => (await import('../qmgr/index.js')).createDaemon,
+  pickup: async () => (await import('../pickup/index.js')).createDaemon,
 };

@@ -158,7 +158,11 @@ export class Master {
     if (drop) this.#owner = checkMailOwner(config.params.mail_owner, config.mainCfPath);
     const plan: { service: MasterService; addrs: ListenAddress[] }[] = [];
     for (const service of config.services) plan.push({ service, addrs: await serviceAddresses(service, config) });
+    // inet daemons start as root (they read root-only TLS keys, as Postfix's smtpd does before it
+    // drops privileges); the others (qmgr, pickup) start after the drop, so every queue file they
+    // create or move belongs to mail_owner.
     for (const { service, addrs } of plan) {
+      if (service.type !== 'inet') continue;
       const st = await this.#createService(config, service, true);
       if (st === null) continue;
       this.#services.set(serviceKey(service), st);
@@ -167,6 +171,11 @@ export class Master {
     if (this.#owner !== null) {
       await this.#opts.beforeDrop?.(this.#owner);
       dropPrivileges(this.#owner);
+    }
+    for (const { service } of plan) {
+      if (service.type === 'inet') continue;
+      const st = await this.#createService(config, service, true);
+      if (st !== null) this.#services.set(serviceKey(service), st);
     }
     this.#logger.info(`daemon started -- version ${VERSION}, configuration ${config.configDir}`);
   }

@@ -348,15 +348,11 @@ export function startPickup(o: PickupOptions): Pickup {
   return new PickupService(o);
 }
 
-/** How long createDaemon waits for the master's privilege drop before it starts anyway. */
-const DROP_WAIT_MS = 10_000;
-
 /**
  * The master's daemon for a `pickup` service line (master.cf `pickup unix n - n 60 1 pickup`).
- * The master makes daemons before it drops root privileges; queue files pickup writes must belong
- * to mail_owner, so when started as root with a non-root mail_owner, pickup waits (up to 10 s)
- * until the process runs as mail_owner before it touches the queue. The master.cf wakeup field
- * sets the rescan period (default 60 s).
+ * The master starts non-inet daemons after it has dropped root privileges, so the queue files
+ * pickup writes belong to mail_owner. The master.cf wakeup field sets the rescan period
+ * (default 60 s).
  */
 export const createDaemon: DaemonFactory = async (ctx) => {
   const params = ctx.service.params;
@@ -365,10 +361,6 @@ export const createDaemon: DaemonFactory = async (ctx) => {
   let pickup: Pickup | null = null;
   let stopped = false;
   const starting = (async () => {
-    const deadline = Date.now() + DROP_WAIT_MS;
-    while (!stopped && process.geteuid?.() === 0 && params.mail_owner !== 'root' && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
     if (stopped) return;
     pickup = startPickup({
       config: { params },

@@ -21,7 +21,7 @@ describe('queue/directories', () => {
     await createQueueDirectories(q);
     const mode = async (d: string) => (await fsp.stat(path.join(q, d))).mode & 0o7777;
     for (const d of ['incoming', 'active', 'deferred', 'hold', 'corrupt', 'state']) assert.equal(await mode(d), 0o700, d);
-    assert.equal(await mode('maildrop'), 0o730);
+    assert.equal(await mode('maildrop'), 0o1733);
   });
 
   test('queue directories: a file where a queue directory belongs is an error', async () => {

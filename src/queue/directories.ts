@@ -31,7 +31,9 @@ const MODES: Readonly<Record<QueueName | typeof STATE_DIR, number>> = {
   deferred: 0o700,
   hold: 0o700,
   corrupt: 0o700,
-  maildrop: 0o730,
+  // 1733 (world-writable, sticky, not listable): Node cannot be set-gid postdrop as Postfix's
+  // postdrop is, so sendmail(1) run by any user writes here directly (src/pickup/maildrop.ts).
+  maildrop: 0o1733,
   state: 0o700,
 };
 
