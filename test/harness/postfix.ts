@@ -126,7 +126,12 @@ export async function startPostfix(o: { mainCf?: string; services: readonly Post
     o.mainCf ?? '',
     '',
   ].join('\n');
-  writeFileSync(path.join(etc, 'main.cf'), main);
+  // One line per parameter: Postfix warns "overriding earlier entry" in every process, and with a
+  // small net.unix.max_dgram_qlen those warnings can deadlock postlogd on its own socket.
+  const merged = Object.entries(mainCfSettings(main))
+    .map(([k, v]) => `${k} = ${v}`)
+    .join('\n');
+  writeFileSync(path.join(etc, 'main.cf'), `${merged}\n`);
   const listeners = o.services
     .flatMap((s) => {
       const ov = overrideArgs(s.overrides ?? {});

@@ -23,6 +23,11 @@ export interface Conversation {
   readonly steps: readonly Step[];
   /** Postfix 3.7 differs here on purpose (documented); side-by-side skips it. */
   readonly postern_only?: string;
+  /**
+   * The settings are read by Postfix daemons other than smtpd (trivial-rewrite resolves address
+   * classes), so master.cf -o overrides are not enough: side-by-side runs a Postfix of its own.
+   */
+  readonly global?: boolean;
 }
 
 export const EHLO_REPLY = [
@@ -224,6 +229,7 @@ export const CONVERSATIONS: readonly Conversation[] = [
   },
   {
     name: 'address classes: virtual mailbox, virtual alias and relay domains with their recipient tables',
+    global: true,
     mainCf: [
       'mynetworks = 192.0.2.0/24',
       'smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination',

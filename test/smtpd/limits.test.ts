@@ -318,4 +318,21 @@ describe('smtpd: limits and bad input', () => {
     assert.equal(smtpdCounters.exceptions, before + 1);
     smtpdCounters.exceptions = before;
   });
+
+  it('smtpd: header_size_limit cuts an oversized header (250, as Postfix), line_length_limit does not refuse long body lines', async () => {
+    await withPostern({ mainCf: 'header_size_limit = 1024\nline_length_limit = 100' }, async (pt) => {
+      const c = await greet(pt.port4);
+      await c.cmd('EHLO client.example.test');
+      await c.cmd('MAIL FROM:<a@client.example.test>');
+      await c.cmd('RCPT TO:<bob@mx.example.test>');
+      await c.cmd('DATA');
+      const r = await c.cmd(`Subject: ${'s'.repeat(5000)}\r\nX-After: yes\r\n\r\n${'b'.repeat(3000)}\r\n.`);
+      const qid = /^250 2\.0\.0 Ok: queued as (\w+)$/.exec(r)![1]!;
+      await c.cmd('QUIT');
+      const { content } = await pt.message(qid);
+      const subject = /^Subject: (s*)/m.exec(content)![1]!;
+      assert.ok(subject.length < 1024, `stored Subject: is ${subject.length} bytes`);
+      assert.ok(content.includes('b'.repeat(3000)), 'the long body line is kept');
+    });
+  });
 });

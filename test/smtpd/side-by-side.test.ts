@@ -11,7 +11,8 @@ import { startPostern } from '../harness/postern.js';
 import { CONVERSATIONS, runConversation } from './conversations.js';
 
 const skip = postfixSkip();
-const convs = CONVERSATIONS.filter((c) => c.postern_only === undefined);
+const convs = CONVERSATIONS.filter((c) => c.postern_only === undefined && !c.global);
+const globals = CONVERSATIONS.filter((c) => c.postern_only === undefined && c.global);
 
 describe('smtpd: side by side with Postfix 3.7', { skip }, () => {
   let pf: StartedPostfix;
@@ -23,6 +24,22 @@ describe('smtpd: side by side with Postfix 3.7', { skip }, () => {
     });
   });
   after(() => pf?.stop());
+
+  for (const conv of globals) {
+    it(`smtpd: same replies as Postfix: ${conv.name}`, async () => {
+      const [port] = await freePorts(1);
+      const own = await startPostfix({ services: [{ port: port! }], mainCf: `smtpd_forbid_unauth_pipelining = no\n${conv.mainCf ?? ''}` });
+      const pt = await startPostern({ mainCf: `smtpd_forbid_unauth_pipelining = no\n${conv.mainCf ?? ''}`, ipv6: false });
+      try {
+        const [postfix, postern] = await Promise.all([runConversation(port!, conv), runConversation(pt.port4, conv)]);
+        assert.equal(postern.greeting, postfix.greeting);
+        assert.deepEqual(postern.steps, postfix.steps);
+      } finally {
+        own.stop();
+        await pt.stop();
+      }
+    });
+  }
 
   convs.forEach((conv, i) => {
     it(`smtpd: same replies as Postfix: ${conv.name}`, async () => {
