@@ -34,6 +34,8 @@ export interface StartOptions {
   /** Stress mode for every connection (Listener.stress). */
   readonly stress?: boolean;
   readonly cleanupOptions?: SmtpdOptions['cleanupOptions'];
+  /** Parameter values the config loader would refuse (e.g. Postfix 3.9 values the registry lacks). */
+  readonly params?: Readonly<Record<string, unknown>>;
 }
 
 export interface StartedPostern {
@@ -102,7 +104,8 @@ export async function startPostern(o: StartOptions = {}): Promise<StartedPostern
     .join('');
   writeFileSync(path.join(dir, 'master.cf'), `smtp inet n - n - ${o.maxproc ?? '-'} smtpd${ov}\n`);
   const config = await loadConfig({ configDir: dir });
-  const service = config.services.find((s) => s.command === 'smtpd')!;
+  const loaded = config.services.find((s) => s.command === 'smtpd')!;
+  const service: MasterService = o.params ? { ...loaded, params: Object.freeze({ ...loaded.params, ...o.params }) as MasterService['params'] } : loaded;
   const log = Log.memory({ myhostname: 'mx.example.test' });
   let smtpd: Smtpd;
   try {

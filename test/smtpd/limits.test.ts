@@ -335,4 +335,40 @@ describe('smtpd: limits and bad input', () => {
       assert.ok(content.includes('b'.repeat(3000)), 'the long body line is kept');
     });
   });
+
+  it('smtpd: smtpd_forbid_bare_newline = reject (Postfix 3.9): a command or message with a bare LF is refused', async () => {
+    await withPostern({ mainCf: 'smtpd_forbid_bare_newline_exclusions =', params: { smtpd_forbid_bare_newline: 'reject' } }, async (pt) => {
+      const c = await greet(pt.port4);
+      await c.cmd('EHLO client.example.test');
+      await c.cmd('MAIL FROM:<a@client.example.test>');
+      await c.cmd('RCPT TO:<bob@mx.example.test>');
+      await c.cmd('DATA');
+      assert.equal(await c.cmd('Subject: x\r\n\r\nbare\nline\r\n.'), '550 5.5.2 mx.example.test Error: bare <LF> received');
+      // The session goes on; a command ending in a bare LF ends it.
+      c.write('NOOP\n');
+      assert.equal(await c.read(), '550 5.5.2 mx.example.test Error: bare <LF> received');
+      await c.waitClosed();
+      await pt.waitFor(/disconnect from/);
+      const t = texts(pt.lines());
+      assert.ok(t.some((l) => /^\w+: reject: END-OF-MESSAGE from unknown\[127\.0\.0\.1\]: bare <LF> received; from=<a@client\.example\.test> to=<bob@mx\.example\.test> proto=ESMTP helo=<client\.example\.test>$/.test(l)), t.join('\n'));
+      // As Postfix, the line names the last command state (the message just ended).
+      assert.ok(t.includes('NOQUEUE: reject: END-OF-MESSAGE from unknown[127.0.0.1]: bare <LF> received; proto=ESMTP helo=<client.example.test>'), t.join('\n'));
+    });
+  });
+
+  it('smtpd: warn_if_reject logs reject_warning and lets the mail through', async () => {
+    await withPostern({ mainCf: 'smtpd_helo_restrictions = warn_if_reject reject_non_fqdn_helo_hostname' }, async (pt) => {
+      const c = await greet(pt.port4);
+      await c.cmd('EHLO nodots');
+      await c.cmd('MAIL FROM:<a@client.example.test>');
+      assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), '250 2.1.5 Ok');
+      await c.cmd('QUIT');
+      await pt.waitFor(/disconnect from/);
+      assert.ok(
+        texts(pt.lines()).includes(
+          'NOQUEUE: reject_warning: RCPT from unknown[127.0.0.1]: 504 5.5.2 <nodots>: Helo command rejected: need fully-qualified hostname; from=<a@client.example.test> to=<bob@mx.example.test> proto=ESMTP helo=<nodots>',
+        ),
+      );
+    });
+  });
 });
