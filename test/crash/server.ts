@@ -328,7 +328,7 @@ export function mountTmpfs(dir: string, size: string): { ok: true } | { ok: fals
     return { ok: true };
   } catch (err) {
     const e = err as { stderr?: Buffer; message: string };
-    return { ok: false, why: (e.stderr?.toString() || e.message).trim() };
+    return { ok: false, why: (e.stderr?.toString() || e.message).trim().split('\n')[0]! };
   }
 }
 
