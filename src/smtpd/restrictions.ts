@@ -19,6 +19,7 @@ import type { Params } from '../config/types.js';
 import { type AccessOptions, accessLookup, type LookupTable, openTable } from '../config/tables/index.js';
 import { buildMynetworks, type NetworkMatcher } from '../config/mynetworks.js';
 import { PosternError } from '../errors.js';
+import { BAD_SEQUENCE, DOMAIN_DOES_NOT_ACCEPT_MAIL, LOCAL_ERROR, MAILBOX_UNAVAILABLE, MAILBOX_UNAVAILABLE_TEMP } from '../proto/smtp/codes.js';
 import { type Reply, reply } from '../proto/smtp/reply.js';
 import type { AddressResolver } from './address-class.js';
 import { type Peer, type Resolver, validHostname } from './peer.js';
@@ -247,15 +248,15 @@ export class Policy {
     const warnOnly = ev.warnIfReject > 0;
     let c = code;
     let d = dsn;
-    if (c < 400 || c > 599) {
+    if (c < 400 || c > 599) { // only 4yz/5yz rejects (RFC 5321 4.2.1)
       ev.s.warning(`SMTP reply code configuration error: ${c} ${d} ${text}`);
-      c = 450;
+      c = MAILBOX_UNAVAILABLE_TEMP;
       d = '4.7.1';
       text = 'Service unavailable';
     }
     if (!/^[245]\.\d{1,3}\.\d{1,3}$/.test(d)) {
       ev.s.warning(`DSN detail code configuration error: ${c} ${d} ${text}`);
-      c = 450;
+      c = MAILBOX_UNAVAILABLE_TEMP;
       d = '4.7.1';
       text = 'Service unavailable';
     }
@@ -276,7 +277,7 @@ export class Policy {
   }
 
   private serverError(ev: Evaluation): never {
-    throw new Abort(this.reject(ev, 451, '4.3.5', 'Server configuration error'));
+    throw new Abort(this.reject(ev, LOCAL_ERROR, '4.3.5', 'Server configuration error'));
   }
 
   private deferIf(kind: 'permit' | 'reject', ev: Evaluation, code: number, dsn: string, text: string): Status {
@@ -300,7 +301,7 @@ export class Policy {
     const t = this.tables.get(spec);
     if (t === undefined || t === null) {
       ev.s.warning(`${spec} lookup error`);
-      throw new Abort(this.reject(ev, 451, '4.3.5', 'Server configuration error'));
+      throw new Abort(this.reject(ev, LOCAL_ERROR, '4.3.5', 'Server configuration error'));
     }
     return t;
   }
@@ -415,13 +416,13 @@ export class Policy {
     }
     if (status === 'ok') return 'dunno';
     if (status === 'nullmx') {
-      return this.reject(ev, isSender ? 550 : 556, isSender ? '4.7.27' : '4.1.10', `<${replyName}>: ${replyClass} rejected: Domain ${r.domain} does not accept mail (nullMX)`);
+      return this.reject(ev, isSender ? MAILBOX_UNAVAILABLE : DOMAIN_DOES_NOT_ACCEPT_MAIL, isSender ? '4.7.27' : '4.1.10', `<${replyName}>: ${replyClass} rejected: Domain ${r.domain} does not accept mail (nullMX)`);
     }
     const dsn = isSender ? '4.1.8' : '4.1.2';
     if (status === 'notfound') {
       return this.reject(ev, this.params.unknown_address_reject_code, dsn, `<${replyName}>: ${replyClass} rejected: Domain not found`);
     }
-    return this.tempfail(this.params.unknown_address_tempfail_action, ev, 450, dsn, `<${replyName}>: ${replyClass} rejected: Domain not found`);
+    return this.tempfail(this.params.unknown_address_tempfail_action, ev, MAILBOX_UNAVAILABLE_TEMP, dsn, `<${replyName}>: ${replyClass} rejected: Domain not found`);
   }
 
   private checkRcptMaps(ev: Evaluation, address: string, replyClass: string): Status {
@@ -485,7 +486,7 @@ export class Policy {
     }
     if (status === 'ok' || status === 'nullmx') return 'dunno';
     if (status === 'notfound') return this.reject(ev, this.params.unknown_hostname_reject_code, '4.7.1', `<${helo}>: ${NAME_HELO} rejected: Host not found`);
-    return this.tempfail(this.params.reject_tempfail_action, ev, 450, '4.7.1', `<${helo}>: ${NAME_HELO} rejected: Host not found`);
+    return this.tempfail(this.params.reject_tempfail_action, ev, MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `<${helo}>: ${NAME_HELO} rejected: Host not found`);
   }
 
   /** Postfix generic_checks(). */
@@ -529,13 +530,13 @@ export class Policy {
           status = this.reject(ev, this.params.reject_code, '5.7.1', `<${replyName}>: ${replyClass} rejected: Access denied`);
           break;
         case 'reject_unauth_pipelining':
-          if (s.illegalPipelining) status = this.reject(ev, 503, '5.5.0', `<${replyName}>: ${replyClass} rejected: Improper use of SMTP command pipelining`);
+          if (s.illegalPipelining) status = this.reject(ev, BAD_SEQUENCE, '5.5.0', `<${replyName}>: ${replyClass} rejected: Improper use of SMTP command pipelining`);
           break;
         case 'defer_if_permit':
-          status = this.deferIf('permit', ev, 450, '4.7.0', `<${replyName}>: ${replyClass} rejected: defer_if_permit requested`);
+          status = this.deferIf('permit', ev, MAILBOX_UNAVAILABLE_TEMP, '4.7.0', `<${replyName}>: ${replyClass} rejected: defer_if_permit requested`);
           break;
         case 'defer_if_reject':
-          status = this.deferIf('reject', ev, 450, '4.7.0', `<${replyName}>: ${replyClass} rejected: defer_if_reject requested`);
+          status = this.deferIf('reject', ev, MAILBOX_UNAVAILABLE_TEMP, '4.7.0', `<${replyName}>: ${replyClass} rejected: defer_if_reject requested`);
           break;
         case 'sleep': {
           const arg = list[i + 1];
@@ -554,12 +555,12 @@ export class Policy {
         case 'reject_unknown_client_hostname':
         case 'reject_unknown_client':
           if (s.peer.nameStatus !== 'ok') {
-            status = this.reject(ev, s.peer.nameStatus === 'temp' ? 450 : this.params.unknown_client_reject_code, '4.7.25', `Client host rejected: cannot find your hostname, [${s.peer.addr}]`);
+            status = this.reject(ev, s.peer.nameStatus === 'temp' ? MAILBOX_UNAVAILABLE_TEMP : this.params.unknown_client_reject_code, '4.7.25', `Client host rejected: cannot find your hostname, [${s.peer.addr}]`);
           }
           break;
         case 'reject_unknown_reverse_client_hostname':
           if (s.peer.reverseStatus !== 'ok') {
-            status = this.reject(ev, s.peer.reverseStatus === 'perm' ? this.params.unknown_client_reject_code : 450, '4.7.1', `Client host rejected: cannot find your reverse hostname, [${s.peer.addr}]`);
+            status = this.reject(ev, s.peer.reverseStatus === 'perm' ? this.params.unknown_client_reject_code : MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Client host rejected: cannot find your reverse hostname, [${s.peer.addr}]`);
           }
           break;
         case 'permit_mynetworks':
@@ -656,7 +657,7 @@ export class Policy {
           break;
         case 'reject_multi_recipient_bounce':
           if (s.sender === '' && s.rcptCount > (s.where !== 'RCPT' ? 1 : 0)) {
-            status = this.reject(ev, 550, '5.5.3', `<${replyName}>: ${replyClass} rejected: Multi-recipient bounce`);
+            status = this.reject(ev, MAILBOX_UNAVAILABLE, '5.5.3', `<${replyName}>: ${replyClass} rejected: Multi-recipient bounce`);
           }
           break;
         case CHECK_ETRN_ACL:

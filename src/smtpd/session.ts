@@ -20,6 +20,29 @@ import { LineReader } from '../io/line-reader.js';
 import { parseMailFrom, parseRcptTo } from '../proto/smtp/address.js';
 import { type BareNewlinePolicy, bareLfReply, DataReader } from '../proto/smtp/data-reader.js';
 import { type MailParams, parseMailParams, parseRcptParams } from '../proto/smtp/esmtp-params.js';
+import {
+  AUTH_REQUIRED,
+  BAD_SEQUENCE,
+  CANNOT_VRFY,
+  DOES_NOT_ACCEPT_MAIL,
+  EXCEEDED_STORAGE,
+  HELP_MESSAGE,
+  INSUFFICIENT_STORAGE,
+  LOCAL_ERROR,
+  MAILBOX_UNAVAILABLE,
+  MAILBOX_UNAVAILABLE_TEMP,
+  NOT_IMPLEMENTED,
+  OK,
+  PARAM_SYNTAX_ERROR,
+  SERVICE_CLOSING,
+  SERVICE_NOT_AVAILABLE,
+  SERVICE_READY,
+  START_MAIL_INPUT,
+  SYNTAX_ERROR,
+  TEMPORARY_FAILURE,
+  TRANSACTION_FAILED,
+  USER_NOT_LOCAL,
+} from '../proto/smtp/codes.js';
 import { formatReply, type Reply, ReplyError, reply, softBounce } from '../proto/smtp/reply.js';
 import type { TlsSession } from '../tls/index.js';
 import { CommandStats, type Command, findCommand, helpText } from './commands.js';
@@ -28,6 +51,11 @@ import { mailDate, printable, receivedHeader, sanitizeHelo } from './received.js
 import { type CheckSubject, type DeferFlags, Policy } from './restrictions.js';
 import type { ServiceContext } from './service.js';
 import { type Token, tokenize } from './tokens.js';
+
+/** 458 Unable to queue messages for node (RFC 1985 5). */
+const ETRN_UNABLE = 458;
+/** 459 Node not allowed: reason (RFC 1985 5). */
+const ETRN_REFUSED = 459;
 
 /** Process-wide counters; tests assert `exceptions` stays 0 (DESIGN invariant 4). */
 export const smtpdCounters = { exceptions: 0, sessions: 0 };
@@ -180,7 +208,8 @@ export class Session implements CheckSubject {
     const footer = this.params.smtpd_reject_footer;
     if (footer !== '' && rr.code >= 400) rr = reply(rr.code, rr.enhanced, ...rr.lines, ...footer.split('\\n'));
     this.out.push(formatReply(rr));
-    if (rr.code === 421 || rr.code === 521) this.hangup = true;
+    // Postfix hangs up after any 421 or 521 reply (smtpd_chat.c).
+    if (rr.code === SERVICE_NOT_AVAILABLE || rr.code === DOES_NOT_ACCEPT_MAIL) this.hangup = true;
   }
 
   private send(code: number, enhanced: string | null, text: string): Promise<void> {
@@ -260,7 +289,7 @@ export class Session implements CheckSubject {
     if (e instanceof SessionEnd) {
       this.reason = e.reason;
       if (e.reason === 'timeout') {
-        await this.send(421, '4.4.2', `${this.params.myhostname} Error: timeout exceeded`).catch(() => {});
+        await this.send(SERVICE_NOT_AVAILABLE, '4.4.2', `${this.params.myhostname} Error: timeout exceeded`).catch(() => {});
       }
       return;
     }
@@ -268,7 +297,7 @@ export class Session implements CheckSubject {
     const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
     this.log.warning(`${this.queueId ?? 'NOQUEUE'}: internal error in ${this.where} from ${this.peer.namaddr}: ${msg.split('\n').slice(0, 3).join(' ')}`);
     this.log.info(`${this.queueId ?? 'NOQUEUE'}: reject: ${this.where} from ${this.peer.namaddr}: 421 4.3.0 ${this.params.myhostname} Server local data error`);
-    this.out.push(formatReply(reply(421, '4.3.0', `${this.params.myhostname} Server local data error`)));
+    this.out.push(formatReply(reply(SERVICE_NOT_AVAILABLE, '4.3.0', `${this.params.myhostname} Server local data error`)));
   }
 
   /** Greeting stage. Returns false when the session ends before the command loop. */
@@ -284,7 +313,7 @@ export class Session implements CheckSubject {
       // The client spoke before our greeting (RFC 5321 4.3.1; RFC 2920 3.1 does not allow it).
       this.flagIllegalPipelining();
       if (p.smtpd_forbid_unauth_pipelining) {
-        await this.send(554, '5.5.0', 'Error: SMTP protocol synchronization');
+        await this.send(TRANSACTION_FAILED, '5.5.0', 'Error: SMTP protocol synchronization');
         return false;
       }
     }
@@ -294,12 +323,12 @@ export class Session implements CheckSubject {
       const { count, rate } = this.svc.anvil.connect(this.anvilKey, p.anvil_rate_time_unit * 1000);
       if (p.smtpd_client_connection_count_limit > 0 && count > p.smtpd_client_connection_count_limit) {
         this.log.warning(`Connection concurrency limit exceeded: ${count} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
-        await this.send(421, '4.7.0', `${p.myhostname} Error: too many connections from ${this.peer.addr}`);
+        await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${p.myhostname} Error: too many connections from ${this.peer.addr}`);
         return false;
       }
       if (p.smtpd_client_connection_rate_limit > 0 && rate > p.smtpd_client_connection_rate_limit) {
         this.log.warning(`Connection rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
-        await this.send(421, '4.7.0', `${p.myhostname} Error: too many connections from ${this.peer.addr}`);
+        await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${p.myhostname} Error: too many connections from ${this.peer.addr}`);
         return false;
       }
     }
@@ -313,7 +342,7 @@ export class Session implements CheckSubject {
         return true;
       }
     }
-    await this.send(220, null, p.smtpd_banner);
+    await this.send(SERVICE_READY, null, p.smtpd_banner);
     return true;
   }
 
@@ -330,7 +359,7 @@ export class Session implements CheckSubject {
       if (this.hangup) return;
       if (this.errorCount >= p.smtpd_hard_error_limit) {
         this.reason = 'too many errors';
-        await this.send(421, '4.7.0', `${p.myhostname} Error: too many errors`);
+        await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${p.myhostname} Error: too many errors`);
         return;
       }
       const line = await this.readLine();
@@ -350,7 +379,7 @@ export class Session implements CheckSubject {
         try {
           text = utf8Decoder.decode(bytes);
         } catch {
-          await this.send(500, '5.5.2', 'Error: bad UTF-8 syntax');
+          await this.send(SYNTAX_ERROR, '5.5.2', 'Error: bad UTF-8 syntax');
           this.errorCount++;
           continue;
         }
@@ -359,13 +388,13 @@ export class Session implements CheckSubject {
       }
       const argv = tokenize(text);
       if (argv.length === 0) {
-        await this.send(500, '5.5.2', 'Error: bad syntax');
+        await this.send(SYNTAX_ERROR, '5.5.2', 'Error: bad syntax');
         this.errorCount++;
         continue;
       }
       const verb = argv[0]!.text;
       if (this.svc.isNoopCommand(verb)) {
-        await this.send(250, '2.0.0', 'Ok');
+        await this.send(OK, '2.0.0', 'Ok');
         if (this.junkCmds++ > p.smtpd_junk_command_limit) this.errorCount++;
         continue;
       }
@@ -375,7 +404,7 @@ export class Session implements CheckSubject {
         this.where = WHERE_UNKNOWN;
         if (isHeader(verb) || this.svc.isForbiddenCommand(verb)) {
           this.log.warning(`non-SMTP command from ${this.peer.namaddr}: ${escapeBytes(Buffer.from(text, p.smtputf8_enable ? 'utf8' : 'latin1')).slice(0, 100)}`);
-          await this.send(221, '2.7.0', 'Error: I can break rules, too. Goodbye.');
+          await this.send(SERVICE_CLOSING, '2.7.0', 'Error: I can break rules, too. Goodbye.');
           return;
         }
       }
@@ -384,17 +413,17 @@ export class Session implements CheckSubject {
           await this.reply(this.accessDenied);
           continue;
         }
-        await this.send(503, '5.7.0', `Error: access denied for ${this.peer.namaddr}`);
+        await this.send(BAD_SEQUENCE, '5.7.0', `Error: access denied for ${this.peer.namaddr}`);
         this.errorCount++;
         continue;
       }
       if (cmd === undefined) {
-        await this.send(500, '5.5.2', 'Error: command not recognized');
+        await this.send(SYNTAX_ERROR, '5.5.2', 'Error: command not recognized');
         this.errorCount++;
         continue;
       }
       if (this.svc.tlsLevel === 'encrypt' && this.tls === null && !cmd.flags.preTls) {
-        await this.send(530, '5.7.0', 'Must issue a STARTTLS command first');
+        await this.send(AUTH_REQUIRED, '5.7.0', 'Must issue a STARTTLS command first');
         this.errorCount++;
         continue;
       }
@@ -402,7 +431,7 @@ export class Session implements CheckSubject {
       if ((this.protocol !== 'ESMTP' || cmd.flags.last) && !this.illegalPipelining && this.reader.hasBuffered()) {
         this.flagIllegalPipelining();
         if (p.smtpd_forbid_unauth_pipelining) {
-          await this.send(554, '5.5.0', 'Error: SMTP protocol synchronization');
+          await this.send(TRANSACTION_FAILED, '5.5.0', 'Error: SMTP protocol synchronization');
           return;
         }
       }
@@ -502,7 +531,7 @@ export class Session implements CheckSubject {
 
   async cmdHelo(argv: readonly Token[]): Promise<boolean> {
     if (argv.length < 2) {
-      await this.send(501, null, 'Syntax: HELO hostname');
+      await this.send(PARAM_SYNTAX_ERROR, null, 'Syntax: HELO hostname');
       return false;
     }
     const name = argv
@@ -524,13 +553,13 @@ export class Session implements CheckSubject {
     this.rcptReset();
     this.helo = sanitizeHelo(name);
     if (this.protocol !== 'ESMTP' && this.protocol !== 'SMTP') this.protocol = 'SMTP';
-    await this.send(250, null, this.params.myhostname);
+    await this.send(OK, null, this.params.myhostname);
     return true;
   }
 
   async cmdEhlo(argv: readonly Token[]): Promise<boolean> {
     if (argv.length < 2) {
-      await this.send(501, null, 'Syntax: EHLO hostname');
+      await this.send(PARAM_SYNTAX_ERROR, null, 'Syntax: EHLO hostname');
       return false;
     }
     const name = argv
@@ -571,7 +600,7 @@ export class Session implements CheckSubject {
     if (this.keyword('dsn')) lines.push('DSN');
     if (p.smtputf8_enable && this.keyword('smtputf8')) lines.push('SMTPUTF8');
     if (this.keyword('chunking')) lines.push('CHUNKING');
-    await this.reply(reply(250, null, ...lines));
+    await this.reply(reply(OK, null, ...lines));
     return true;
   }
 
@@ -579,23 +608,23 @@ export class Session implements CheckSubject {
 
   async cmdStarttls(argv: readonly Token[]): Promise<boolean> {
     if (argv.length !== 1) {
-      await this.send(501, '5.5.4', 'Syntax: STARTTLS');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: STARTTLS');
       return false;
     }
     if (this.tls !== null) {
-      await this.send(554, '5.5.1', 'Error: TLS already active');
+      await this.send(TRANSACTION_FAILED, '5.5.1', 'Error: TLS already active');
       return false;
     }
     if (this.svc.tlsLevel === 'none' || this.svc.tlsWrapper || !this.keyword('starttls')) {
-      await this.send(502, '5.5.1', 'Error: command not implemented');
+      await this.send(NOT_IMPLEMENTED, '5.5.1', 'Error: command not implemented');
       return false;
     }
     if (this.svc.tls === null) {
       // RFC 3207 4.
-      await this.send(454, '4.7.0', 'TLS not available due to local problem');
+      await this.send(TEMPORARY_FAILURE, '4.7.0', 'TLS not available due to local problem');
       return false;
     }
-    await this.send(220, '2.0.0', 'Ready to start TLS');
+    await this.send(SERVICE_READY, '2.0.0', 'Ready to start TLS');
     // The reply goes out on the plain socket; whatever the client pipelined after STARTTLS is
     // thrown away (CVE-2011-0411), and the handshake starts in this same tick so no byte of it
     // can be read as plaintext.
@@ -626,7 +655,7 @@ export class Session implements CheckSubject {
       const why = session.peerCert ? 'Client certificate not trusted' : 'No client certificate presented';
       this.log.info(`NOQUEUE: abort: TLS from ${this.peer.namaddr}: ${why}`);
       if (!this.svc.tlsWrapper) await this.readLine();
-      await this.send(421, '4.7.1', `${this.params.myhostname} Error: ${why}`);
+      await this.send(SERVICE_NOT_AVAILABLE, '4.7.1', `${this.params.myhostname} Error: ${why}`);
       return true;
     }
     return true;
@@ -636,16 +665,16 @@ export class Session implements CheckSubject {
 
   async cmdAuth(_argv: readonly Token[]): Promise<boolean> {
     if (this.params.smtpd_helo_required && this.helo === null) {
-      await this.send(503, '5.5.1', 'Error: send HELO/EHLO first');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: send HELO/EHLO first');
       return false;
     }
     // SASL authentication comes with its own issue; until then AUTH is never offered.
-    await this.send(503, '5.5.1', 'Error: authentication not enabled');
+    await this.send(BAD_SEQUENCE, '5.5.1', 'Error: authentication not enabled');
     return false;
   }
 
   async cmdNotAuthorized(): Promise<boolean> {
-    await this.send(550, '5.7.0', 'Error: insufficient authorization');
+    await this.send(MAILBOX_UNAVAILABLE, '5.7.0', 'Error: insufficient authorization');
     return false;
   }
 
@@ -654,19 +683,19 @@ export class Session implements CheckSubject {
   async cmdMail(argv: readonly Token[], line: string): Promise<boolean> {
     const p = this.params;
     if (p.smtpd_helo_required && this.helo === null) {
-      await this.send(503, '5.5.1', 'Error: send HELO/EHLO first');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: send HELO/EHLO first');
       return false;
     }
     if (this.sender !== null) {
-      await this.send(503, '5.5.1', 'Error: nested MAIL command');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: nested MAIL command');
       return false;
     }
     if (this.bdat !== 'none') {
-      await this.send(503, '5.5.1', 'Error: MAIL after BDAT');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: MAIL after BDAT');
       return false;
     }
     if (argv.length < 3 || argv[1]!.text.toLowerCase() !== 'from:') {
-      await this.send(501, '5.5.4', 'Syntax: MAIL FROM:<address>');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: MAIL FROM:<address>');
       return false;
     }
     if (!(await this.rateLimit('mail'))) return false;
@@ -689,7 +718,7 @@ export class Session implements CheckSubject {
     const sender = parsed.path.address;
     if (p.message_size_limit > 0 && params.size !== null && params.size > p.message_size_limit) {
       this.log.info(Policy.whatsup(this.subject({ sender }), 'reject', '552 5.3.4 Message size exceeds fixed limit'));
-      await this.send(552, '5.3.4', 'Message size exceeds fixed limit');
+      await this.send(EXCEEDED_STORAGE, '5.3.4', 'Message size exceeds fixed limit');
       return false;
     }
     this.smtputf8 = params.smtputf8;
@@ -719,7 +748,7 @@ export class Session implements CheckSubject {
         return false;
       }
     }
-    await this.send(250, '2.1.0', 'Ok');
+    await this.send(OK, '2.1.0', 'Ok');
     return true;
   }
 
@@ -731,11 +760,11 @@ export class Session implements CheckSubject {
     const rate = this.svc.anvil.event(`${kind}:${this.anvilKey}`, p.anvil_rate_time_unit * 1000);
     if (rate <= limit) return true;
     if (kind === 'mail') {
-      await this.send(450, '4.7.1', `Error: too much mail from ${this.peer.addr}`);
+      await this.send(MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Error: too much mail from ${this.peer.addr}`);
       this.log.warning(`Message delivery request rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
     } else {
       this.log.warning(`Recipient address rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
-      await this.send(450, '4.7.1', `Error: too many recipients from ${this.peer.addr}`);
+      await this.send(MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Error: too many recipients from ${this.peer.addr}`);
     }
     return false;
   }
@@ -761,15 +790,15 @@ export class Session implements CheckSubject {
   async cmdRcpt(argv: readonly Token[], line: string): Promise<boolean> {
     const p = this.params;
     if (this.sender === null) {
-      await this.send(503, '5.5.1', 'Error: need MAIL command');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: need MAIL command');
       return false;
     }
     if (this.bdat !== 'none') {
-      await this.send(503, '5.5.1', 'Error: RCPT after BDAT');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: RCPT after BDAT');
       return false;
     }
     if (argv.length < 3 || argv[1]!.text.toLowerCase() !== 'to:') {
-      await this.send(501, '5.5.4', 'Syntax: RCPT TO:<address>');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: RCPT TO:<address>');
       return false;
     }
     if (!(await this.rateLimit('rcpt'))) return false;
@@ -785,7 +814,7 @@ export class Session implements CheckSubject {
     }
     const rparams = parseRcptParams(parsed.params, { dsn: this.keyword('dsn') });
     if (p.smtpd_recipient_limit > 0 && this.rcptCount >= p.smtpd_recipient_limit) {
-      await this.send(452, '4.5.3', 'Error: too many recipients');
+      await this.send(INSUFFICIENT_STORAGE, '4.5.3', 'Error: too many recipients');
       // Postfix rcpt_cmd(): the first smtpd_recipient_overshoot_limit of these are not errors.
       return this.rcptOvershoot++ < p.smtpd_recipient_overshoot_limit;
     }
@@ -801,7 +830,7 @@ export class Session implements CheckSubject {
     // RFC 3461 5.2.1: ORCPT as received, else the address as the client wrote it.
     const orcpt = rparams.orcpt !== null ? `${rparams.orcpt.type};${rparams.orcpt.address}` : `rfc822;${argv[2]!.text.replace(/^<(.*)>$/, '$1')}`;
     this.recipients.push({ address, notify: rparams.notify, orcpt });
-    await this.send(250, '2.1.5', 'Ok');
+    await this.send(OK, '2.1.5', 'Ok');
     return true;
   }
 
@@ -809,16 +838,16 @@ export class Session implements CheckSubject {
 
   async cmdData(argv: readonly Token[]): Promise<boolean> {
     if (this.bdat !== 'none') {
-      await this.send(503, '5.5.1', 'Error: DATA after BDAT');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: DATA after BDAT');
       return false;
     }
     if (this.rcptCount === 0) {
-      if (this.sender === null) await this.send(503, '5.5.1', 'Error: need RCPT command');
-      else await this.send(554, '5.5.1', 'Error: no valid recipients');
+      if (this.sender === null) await this.send(BAD_SEQUENCE, '5.5.1', 'Error: need RCPT command');
+      else await this.send(TRANSACTION_FAILED, '5.5.1', 'Error: no valid recipients');
       return false;
     }
     if (argv.length !== 1) {
-      await this.send(501, '5.5.4', 'Syntax: DATA');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: DATA');
       return false;
     }
     const err = await this.svc.policy.checkData(this.subject({ recipient: this.rcptCount > 1 ? null : this.recipient }));
@@ -827,7 +856,7 @@ export class Session implements CheckSubject {
       return false;
     }
     this.prepareReceived();
-    await this.send(354, null, 'End data with <CR><LF>.<CR><LF>');
+    await this.send(START_MAIL_INPUT, null, 'End data with <CR><LF>.<CR><LF>');
     this.where = WHERE_DATA;
     const dr = new DataReader({ bareNewline: this.bareLfPolicy() });
     let error: 'size' | 'write' | null = null;
@@ -900,9 +929,9 @@ export class Session implements CheckSubject {
       this.log.info(Policy.whatsup(this.subject(), 'reject', 'bare <LF> received'));
       await this.reply(bareLfReply(p.smtpd_forbid_bare_newline_reject_code, p.myhostname));
     } else if (error === 'size') {
-      await this.send(552, '5.3.4', 'Error: message file too big');
+      await this.send(EXCEEDED_STORAGE, '5.3.4', 'Error: message file too big');
     } else if (error === 'write' || this.txn === null) {
-      await this.send(451, '4.3.0', 'Error: queue file write error');
+      await this.send(LOCAL_ERROR, '4.3.0', 'Error: queue file write error');
     } else {
       const txn = this.txn;
       const input: CleanupInput = {
@@ -922,8 +951,8 @@ export class Session implements CheckSubject {
         ok = true;
         this.errorCount = 0;
         this.junkCmds = 0;
-        if (isBdat) await this.send(250, '2.0.0', `Ok: ${this.actSize} bytes queued as ${r.queueId}`);
-        else await this.send(250, '2.0.0', `Ok: queued as ${r.queueId}`);
+        if (isBdat) await this.send(OK, '2.0.0', `Ok: ${this.actSize} bytes queued as ${r.queueId}`);
+        else await this.send(OK, '2.0.0', `Ok: queued as ${r.queueId}`);
       } catch (e) {
         this.txn = null;
         if (!(e instanceof ReplyError)) throw e;
@@ -968,31 +997,31 @@ export class Session implements CheckSubject {
   async cmdBdat(argv: readonly Token[], line: string): Promise<boolean> {
     const p = this.params;
     if (!this.keyword('chunking')) {
-      await this.send(521, '5.5.1', 'Error: command not implemented');
+      await this.send(DOES_NOT_ACCEPT_MAIL, '5.5.1', 'Error: command not implemented');
       return false;
     }
     const last = argv.length === 3;
     if (argv.length < 2 || argv.length > 3 || !/^\d+$/.test(argv[1]!.text) || argv[1]!.text.length > 18 || (last && argv[2]!.text.toUpperCase() !== 'LAST')) {
       this.log.warning(`${this.queueId ?? 'NOQUEUE'}: malformed BDAT command syntax from ${this.peer.namaddr}: ${printable(line).slice(0, 100)}`);
-      await this.send(521, '5.5.4', 'Syntax: BDAT count [LAST]');
+      await this.send(DOES_NOT_ACCEPT_MAIL, '5.5.4', 'Syntax: BDAT count [LAST]');
       return false;
     }
     const size = Number(argv[1]!.text);
     if (size === 0 && !last) {
       this.log.warning(`${this.queueId ?? 'NOQUEUE'}: null BDAT request from ${this.peer.namaddr}`);
-      return this.skipBdat(size, last, reply(551, '5.7.1', 'Null BDAT request'));
+      return this.skipBdat(size, last, reply(USER_NOT_LOCAL, '5.7.1', 'Null BDAT request'));
     }
-    if (this.bdat === 'error') return this.skipBdat(size, last, reply(551, '5.0.0', `Discarded ${size} bytes after earlier error`));
+    if (this.bdat === 'error') return this.skipBdat(size, last, reply(USER_NOT_LOCAL, '5.0.0', `Discarded ${size} bytes after earlier error`));
     if (this.bdat === 'none') {
       if (this.rcptCount === 0) {
-        return this.skipBdat(size, last, this.sender === null ? reply(503, '5.5.1', 'Error: need RCPT command') : reply(554, '5.5.1', 'Error: no valid recipients'));
+        return this.skipBdat(size, last, this.sender === null ? reply(BAD_SEQUENCE, '5.5.1', 'Error: need RCPT command') : reply(TRANSACTION_FAILED, '5.5.1', 'Error: no valid recipients'));
       }
       const err = await this.svc.policy.checkData(this.subject({ recipient: this.rcptCount > 1 ? null : this.recipient }));
       if (err !== null) return this.skipBdat(size, last, err);
     }
     if (p.message_size_limit > 0 && this.actSize > p.message_size_limit - size) {
       this.log.warning(`${this.queueId ?? 'NOQUEUE'}: BDAT request from ${this.peer.namaddr} exceeds message size limit`);
-      return this.skipBdat(size, last, reply(552, '5.3.4', 'Chunk exceeds message size limit'));
+      return this.skipBdat(size, last, reply(EXCEEDED_STORAGE, '5.3.4', 'Chunk exceeds message size limit'));
     }
     if (this.bdat === 'none') {
       this.prepareReceived();
@@ -1030,7 +1059,7 @@ export class Session implements CheckSubject {
       this.bdat = 'error';
       return false;
     }
-    await this.send(250, '2.0.0', `Ok: ${size} bytes`);
+    await this.send(OK, '2.0.0', `Ok: ${size} bytes`);
     return true;
   }
 
@@ -1038,24 +1067,24 @@ export class Session implements CheckSubject {
 
   async cmdRset(argv: readonly Token[]): Promise<boolean> {
     if (argv.length !== 1) {
-      await this.send(501, '5.5.4', 'Syntax: RSET');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: RSET');
       return false;
     }
     this.mailReset();
     this.rcptReset();
-    await this.send(250, '2.0.0', 'Ok');
+    await this.send(OK, '2.0.0', 'Ok');
     return true;
   }
 
   async cmdNoop(): Promise<boolean> {
-    await this.send(250, '2.0.0', 'Ok');
+    await this.send(OK, '2.0.0', 'Ok');
     return true;
   }
 
   async cmdVrfy(argv: readonly Token[]): Promise<boolean> {
     const p = this.params;
     if (p.disable_vrfy_command) {
-      await this.send(502, '5.5.1', 'VRFY command is disabled');
+      await this.send(NOT_IMPLEMENTED, '5.5.1', 'VRFY command is disabled');
       return false;
     }
     let args = argv.slice(1).map((t) => t.text);
@@ -1065,7 +1094,7 @@ export class Session implements CheckSubject {
       smtputf8 = true;
     }
     if (args.length < 1) {
-      await this.send(501, '5.5.4', `Syntax: VRFY address${p.smtputf8_enable ? ' [SMTPUTF8]' : ''}`);
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', `Syntax: VRFY address${p.smtputf8_enable ? ' [SMTPUTF8]' : ''}`);
       return false;
     }
     if (!(await this.rateLimit('rcpt'))) return false;
@@ -1074,7 +1103,7 @@ export class Session implements CheckSubject {
     try {
       address = parseRcptTo(`TO:${text.startsWith('<') ? text : `<${text}>`}`, { smtputf8 }).path.address;
     } catch {
-      await this.send(501, '5.1.3', 'Bad recipient address syntax');
+      await this.send(PARAM_SYNTAX_ERROR, '5.1.3', 'Bad recipient address syntax');
       return false;
     }
     const saved = this.smtputf8;
@@ -1085,21 +1114,21 @@ export class Session implements CheckSubject {
       await this.reply(err);
       return false;
     }
-    await this.send(252, '2.0.0', argv[1]!.text);
+    await this.send(CANNOT_VRFY, '2.0.0', argv[1]!.text);
     return true;
   }
 
   async cmdEtrn(argv: readonly Token[]): Promise<boolean> {
     if (this.params.smtpd_helo_required && this.helo === null) {
-      await this.send(503, null, 'Error: send HELO/EHLO first');
+      await this.send(BAD_SEQUENCE, null, 'Error: send HELO/EHLO first');
       return false;
     }
     if (this.sender !== null) {
-      await this.send(503, null, 'Error: MAIL transaction in progress');
+      await this.send(BAD_SEQUENCE, null, 'Error: MAIL transaction in progress');
       return false;
     }
     if (argv.length !== 2) {
-      await this.send(500, null, 'Syntax: ETRN domain');
+      await this.send(SYNTAX_ERROR, null, 'Syntax: ETRN domain');
       return false;
     }
     let site = argv[1]!.text;
@@ -1107,7 +1136,7 @@ export class Session implements CheckSubject {
     // RFC 1985 5; as an extension an address literal in [] (Postfix).
     const literal = /^\[(?:IPv6:)?[0-9A-Fa-f:.]+\]$/.test(site);
     if (!literal && !/^[A-Za-z0-9_.-]+$/.test(site)) {
-      await this.send(501, null, 'Error: invalid parameter syntax');
+      await this.send(PARAM_SYNTAX_ERROR, null, 'Error: invalid parameter syntax');
       return false;
     }
     const err = await this.svc.policy.checkEtrn(this.subject(), site);
@@ -1117,29 +1146,29 @@ export class Session implements CheckSubject {
     }
     if (!this.svc.etrnAllowed(site)) {
       this.log.warning(`reject: ETRN ${site.slice(0, 100)}... from ${this.peer.namaddr}`);
-      await this.send(459, null, `<${site}>: service unavailable`);
+      await this.send(ETRN_REFUSED, null, `<${site}>: service unavailable`);
       return false;
     }
     try {
       await this.svc.etrn(site);
     } catch {
       this.log.warning('unable to talk to fast flush service');
-      await this.send(458, null, 'Unable to queue messages');
+      await this.send(ETRN_UNABLE, null, 'Unable to queue messages');
       return false;
     }
-    await this.send(250, null, 'Queuing started');
+    await this.send(OK, null, 'Queuing started');
     return true;
   }
 
   async cmdQuit(): Promise<boolean> {
-    await this.send(221, '2.0.0', 'Bye');
+    await this.send(SERVICE_CLOSING, '2.0.0', 'Bye');
     // Make sure "250 queued" and "221" are out before anything else happens.
     this.flush();
     return true;
   }
 
   async cmdHelp(): Promise<boolean> {
-    await this.send(214, '2.0.0', helpText());
+    await this.send(HELP_MESSAGE, '2.0.0', helpText());
     return true;
   }
 }
