@@ -223,6 +223,22 @@ export function readLog(c: CrashConfig): string {
   }
 }
 
+/**
+ * Children still running. Should the test process end before a test's `finally` (a runner timeout,
+ * Ctrl-C), they are killed by pid on the way out, never left serving a deleted directory.
+ */
+const live = new Set<ChildProcess>();
+function killLive(): void {
+  for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+}
+process.once('exit', killLive);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    killLive();
+    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGTERM' ? 15 : 1));
+  });
+}
+
 /** One `postern -c DIR run` child. */
 export class Server {
   readonly child: ChildProcess;
@@ -247,7 +263,13 @@ export class Server {
     this.child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       this.stderr += d;
     });
-    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal })));
+    live.add(this.child);
+    this.exited = new Promise((resolve) =>
+      this.child.on('exit', (code, signal) => {
+        live.delete(this.child);
+        resolve({ code, signal });
+      }),
+    );
   }
 
   get pid(): number {
