@@ -16,7 +16,7 @@ import type { DaemonFactory } from './daemon.js';
 export type DaemonLoader = () => Promise<DaemonFactory>;
 
 export const DAEMONS: Readonly<Record<string, DaemonLoader>> = {
-  // smtpd: async () => (await import('../smtpd/index.js')).createDaemon,
+  smtpd: async () => (await import('../smtpd/index.js')).createDaemon,
   // qmgr runs the delivery agents of master.cf's unix services itself (../qmgr/agents.ts).
   qmgr: async () => (await import('../qmgr/index.js')).createDaemon,
   pickup: async () => (await import('../pickup/index.js')).createDaemon,

@@ -100,7 +100,7 @@ function writeConfig(dir: string, mainCf: string, masterCf: string): void {
   fs.writeFileSync(path.join(dir, 'master.cf'), masterCf);
 }
 
-const MAIN = 'myhostname = mx.example.test\ninet_interfaces = loopback-only\ninet_protocols = all\nmaillog_file = /dev/stdout\nmail_owner = nobody\n';
+const MAIN = 'compatibility_level = 3.6\nalias_maps =\nmyhostname = mx.example.test\ninet_interfaces = loopback-only\ninet_protocols = all\nmaillog_file = /dev/stdout\nmail_owner = nobody\n';
 
 function uidOf(pid: number): { uid: number; gid: number; groups: string } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -171,7 +171,7 @@ describe('postern run', () => {
     const r = new Run(['-c', dir, 'run'], dir);
     try {
       assert.equal(await r.exited, 1);
-      assert.match(r.stderr, new RegExp(`^postern: fatal: ${esc(dir)}/main\\.cf, line 6: .*smtpd_tls_security_level.*\\n$`));
+      assert.match(r.stderr, new RegExp(`^postern: fatal: ${esc(dir)}/main\\.cf, line 8: .*smtpd_tls_security_level.*\\n$`));
       assert.equal(r.stdout, '');
     } finally {
       r.kill();
@@ -211,7 +211,7 @@ describe('postern run', () => {
       fs.writeFileSync(path.join(dir, 'main.cf'), `${MAIN}default_process_limit = lots\n`);
       r.child.kill('SIGHUP');
       await r.waitLine(/keeping the old configuration$/);
-      assert.ok(r.masterLines().some((l) => new RegExp(`^warning: ${esc(dir)}/main\\.cf, line 6: .*default_process_limit.*; keeping the old configuration$`).test(l)), r.stdout);
+      assert.ok(r.masterLines().some((l) => new RegExp(`^warning: ${esc(dir)}/main\\.cf, line 8: .*default_process_limit.*; keeping the old configuration$`).test(l)), r.stdout);
       assert.ok(await connects('127.0.0.1', p1));
       assert.ok(await connects('127.0.0.1', p2));
       assert.equal(r.child.exitCode, null, 'still running');
