@@ -111,7 +111,6 @@ export async function writeConfig(dir: string, o: ConfigOptions = {}): Promise<C
   // SENDER gets a Maildir too: a bounce or notice lands there, where a test can see it.
   fs.writeFileSync(path.join(dir, 'vmailbox'), [...users, SENDER].map((u) => `${u} ${u.split('@')[0]}/\n`).join(''));
   fs.mkdirSync(mailBase, { recursive: true });
-  precreateQueue(queueDir);
   const main = [
     'compatibility_level = 3.6',
     'myhostname = mx.example.test',
@@ -164,22 +163,6 @@ export async function writeConfig(dir: string, o: ConfigOptions = {}): Promise<C
   fs.writeFileSync(path.join(dir, 'master.cf'), master);
   chownTree(dir, acct);
   return { dir, port, queueDir, mailBase, logFile, users, hosts };
-}
-
-/**
- * The queue directories with Postfix's modes (postfix-files), owned by the account the server runs
- * as, as `postfix set-permissions` leaves them. (Postern started as root creates them as root
- * before it drops privileges, and then cannot use them: see the crash report.)
- */
-export function precreateQueue(queueDir: string, acct = runAccount()): void {
-  fs.mkdirSync(queueDir, { recursive: true, mode: 0o755 });
-  const modes: Record<string, number> = { incoming: 0o700, active: 0o700, deferred: 0o700, hold: 0o700, corrupt: 0o700, maildrop: 0o730, state: 0o700, public: 0o755 };
-  for (const [name, mode] of Object.entries(modes)) {
-    const d = path.join(queueDir, name);
-    fs.mkdirSync(d, { recursive: true, mode });
-    fs.chmodSync(d, mode);
-  }
-  chownTree(queueDir, acct);
 }
 
 /** Reads a growing log file from a byte offset. */
