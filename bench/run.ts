@@ -254,17 +254,20 @@ async function waitDelivered(s: Server, target: number, stall: number, t0: bigin
 async function endToEnd(o: BenchOptions, servers: readonly Server[]): Promise<void> {
   const sizes = o.sizes;
   const rates = new Map<string, Map<number, number | null>>(servers.map((s) => [s.name, new Map()]));
+  const cpu = new Map<string, Map<number, number | null>>(servers.map((s) => [s.name, new Map()]));
   for (const s of servers) {
     const prof = profileNext(o, s, 'e2e');
     await s.start();
     try {
       for (const size of sizes) {
         const before = maildirCount(s);
+        const cpu0 = s.cpuSeconds();
         const t0 = process.hrtime.bigint();
         const r = await smtpSource(s.port, o.e2eSessions, o.e2eMessages, size);
         if (r.exitCode !== 0 || r.stderr !== '') notes.push(`${s.name} end-to-end ${sizeName(size)}: smtp-source exit ${r.exitCode}: \`${r.stderr.trim().split('\n')[0]?.slice(0, 200)}\``);
         const secs = await waitDelivered(s, before + o.e2eMessages, o.stall, t0);
         rates.get(s.name)!.set(size, secs === null ? null : o.e2eMessages / secs);
+        cpu.get(s.name)!.set(size, secs === null ? null : ((s.cpuSeconds() - cpu0) * 1000) / o.e2eMessages);
         say(`${s.name} end-to-end ${o.e2eSessions} × ${sizeName(size)}: ${secs === null ? 'incomplete' : `${secs.toFixed(2)} s = ${(o.e2eMessages / secs).toFixed(1)} msg/s`}`);
         if (secs === null) break;
       }
@@ -281,6 +284,14 @@ async function endToEnd(o: BenchOptions, servers: readonly Server[]): Promise<vo
       postern: rates.get('Postern')?.get(size) ?? null,
       unit: 'msg/s',
       ...(size === 2048 ? { target: { text: '≥ 1.5× Postfix', relative: true, met: (pn: number, pf: number | null) => pf !== null && pn >= 1.5 * pf } } : {}),
+    });
+  }
+  for (const size of sizes) {
+    rows.push({
+      figure: `CPU per message, end to end ${o.e2eSessions} × ${sizeName(size)} (user+system, all server processes)`,
+      postfix: cpu.get('Postfix')?.get(size) ?? null,
+      postern: cpu.get('Postern')?.get(size) ?? null,
+      unit: 'ms/msg',
     });
   }
 }
@@ -324,10 +335,11 @@ interface QueueFigures {
   deferredRss: number | null;
   deferredPss: number | null;
   drainRate: number | null;
+  drainCpuMs: number | null;
 }
 
 async function queueOne(o: BenchOptions, s: PostfixServer | PosternServer): Promise<QueueFigures> {
-  const f: QueueFigures = { fillRate: null, deferredRss: null, deferredPss: null, drainRate: null };
+  const f: QueueFigures = { fillRate: null, deferredRss: null, deferredPss: null, drainRate: null, drainCpuMs: null };
   // 1. Fill: accept-only, 20 sessions × 2 KiB.
   s.configure('accept');
   await s.start();
@@ -373,7 +385,11 @@ async function queueOne(o: BenchOptions, s: PostfixServer | PosternServer): Prom
   await s.start();
   try {
     const secs = await waitDelivered(s, before + n, o.stall, t0);
-    if (secs !== null) f.drainRate = n / secs;
+    if (secs !== null) {
+      f.drainRate = n / secs;
+      // From the process start: the whole drain, start-up included.
+      f.drainCpuMs = (s.cpuSeconds() * 1000) / n;
+    }
     say(`${s.name} drain of ${n}: ${secs === null ? 'incomplete' : `${secs.toFixed(1)} s`}`);
   } finally {
     noteWarnings(s, 'drain');
@@ -392,6 +408,7 @@ async function queueFigures(o: BenchOptions, servers: readonly (PostfixServer | 
   };
   rows.push({ figure: `Queue fill, accept only, 20 sessions × 2 KiB (${o.queue} msgs)`, postfix: v('Postfix', 'fillRate'), postern: v('Postern', 'fillRate'), unit: 'msg/s' });
   rows.push({ figure: `Queue drain, ${o.queue} queued msgs → Maildir`, postfix: v('Postfix', 'drainRate'), postern: v('Postern', 'drainRate'), unit: 'msg/s' });
+  rows.push({ figure: 'CPU per message, queue drain (user+system, all server processes)', postfix: v('Postfix', 'drainCpuMs'), postern: v('Postern', 'drainCpuMs'), unit: 'ms/msg' });
   rows.push({
     figure: `RSS with ${o.queue} msgs in deferred (whole server)`,
     postfix: v('Postfix', 'deferredRss', MiB),
