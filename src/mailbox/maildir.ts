@@ -161,7 +161,8 @@ export async function copyMessage(
 
 /** Create the Maildir's cur/ new/ tmp/ (and the Maildir) when missing. */
 export async function ensureMaildir(maildir: string, owner: MailboxOwner | null | undefined, dirSync: DirSync = defaultDirSync): Promise<void> {
-  for (const sub of ['tmp', 'new', 'cur']) await makeDirs(path.join(maildir, sub), 0o700, owner, dirSync);
+  // new/ last: a crash in between never leaves a Maildir whose new/ exists without its cur/.
+  for (const sub of ['tmp', 'cur', 'new']) await makeDirs(path.join(maildir, sub), 0o700, owner, dirSync);
 }
 
 /** Deliver one message into a Maildir. Throws MailboxError (Postfix's text and status). */

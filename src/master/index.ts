@@ -113,6 +113,9 @@ export class Master {
   #owner: Account | null = null;
   #queue: Promise<unknown> = Promise.resolve();
   #stopping: Promise<void> | null = null;
+  /** False until every daemon runs and privileges are dropped; connections wait in #early. */
+  #ready = false;
+  readonly #early: { st: ServiceState; where: ListenAddress; socket: net.Socket }[] = [];
 
   private constructor(opts: MasterOptions) {
     this.#opts = opts;
@@ -178,6 +181,8 @@ export class Master {
       if (st !== null) this.#services.set(serviceKey(service), st);
     }
     this.#logger.info(`daemon started -- version ${VERSION}, configuration ${config.configDir}`);
+    this.#ready = true;
+    for (const e of this.#early.splice(0)) if (!e.socket.destroyed) this.#onConnection(e.st, e.where, e.socket);
   }
 
   /** A service's daemon (or the closing stand-in). null: nothing to run (non-inet, not implemented). */
@@ -232,6 +237,12 @@ export class Master {
     socket.on('error', () => {});
     if (this.#stopping !== null || !st.listeners.has(addressKey(where))) {
       socket.destroy();
+      return;
+    }
+    if (!this.#ready) {
+      // Bound but not started yet (privileges not dropped): no session may run as root. The
+      // client waits, as it would in the listen queue, until #start() hands it over.
+      this.#early.push({ st, where, socket });
       return;
     }
     this.#sockets.add(socket);

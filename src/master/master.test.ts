@@ -321,3 +321,35 @@ describe('master: reload and stop', () => {
     assert.equal(await m.reload(), false, 'no reload after stop');
   });
 });
+
+describe('master: start order', () => {
+  test('master: a client that connects while the daemons start waits, and is served only once the master has started', async () => {
+    const t = new Instance();
+    try {
+      const port = await freePort();
+      await t.write(MAIN, `${port} inet n - n - - hello\nslow unix n - n - 1 slow\n`);
+      let reply: Promise<string> | null = null;
+      let acceptedDuringStart = -1;
+      const slow: DaemonFactory = async () => {
+        // The inet listener is bound by now: connect, give the master time to (wrongly) serve it.
+        reply = fetchText('127.0.0.1', port);
+        await new Promise((r) => setTimeout(r, 300));
+        acceptedDuringStart = t.events.accepted.length;
+        return { accept: (s) => s.destroy(), reload: async () => {}, drain: async () => {} };
+      };
+      const load = () => loadConfig({ configDir: t.dir, env: {} });
+      t.master = await Master.start({
+        config: await load(),
+        log: t.log,
+        loadConfig: load,
+        daemons: { ...table(t.events), slow: async () => slow },
+        dropPrivileges: false,
+      });
+      assert.equal(acceptedDuringStart, 0, 'no session before the master has started (privileges dropped)');
+      assert.ok(reply !== null);
+      assert.equal(await reply, `hello ${port} 127.0.0.1 ${port} stress=false\r\n`);
+    } finally {
+      await t.cleanup();
+    }
+  });
+});

@@ -32,6 +32,7 @@
 import { Cleanup } from '../cleanup/index.js';
 import type { Config } from '../config/types.js';
 import type { Daemon, DaemonFactory } from '../master/daemon.js';
+import { removeStaleTemporaryFiles } from '../queue/directories.js';
 import { buildAgents } from './agents.js';
 import { Qmgr } from './scheduler.js';
 import { startTriggerServer } from './trigger.js';
@@ -51,6 +52,11 @@ export const createDaemon: DaemonFactory = async (ctx) => {
   const cleanup = new Cleanup({ queue_directory: params.queue_directory, params, log: ctx.log });
   const agents = await buildAgents(config, ctx.log, cleanup);
   const qmgr = await Qmgr.start({ config: { ...config, params }, log: ctx.log, agents, cleanup, ...(syslog_name !== undefined ? { syslog_name } : {}) });
+  // Temporary files a crash left in incoming/ (never published, never acknowledged), as Postfix's
+  // start-up `postsuper -s` cleans them: those older than this process.
+  await removeStaleTemporaryFiles(params.queue_directory, process.uptime() * 1000).catch((err: unknown) => {
+    logger.warning(`incoming: removing stale temporary files: ${err instanceof Error ? err.message : String(err)}`);
+  });
   let trigger = await startTriggerServer(params.queue_directory, qmgr, logger).catch((err: unknown) => {
     logger.warning(`trigger endpoint: ${err instanceof Error ? err.message : String(err)}; postqueue -f will not reach this qmgr`);
     return null;
