@@ -639,7 +639,15 @@ export class Session implements CheckSubject {
   private async startTls(): Promise<boolean> {
     const tlsEngine = this.svc.tls!;
     const plain = this.reader.detach() as net.Socket;
-    this.reader.discardBuffered();
+    if (this.svc.tlsWrapper && this.tls === null) {
+      // Wrappermode: what the client sent so far is its TLS handshake; give it back to the socket.
+      const early = this.reader.peekBuffered(Number.MAX_SAFE_INTEGER);
+      this.reader.discardBuffered();
+      if (early.length > 0) plain.unshift(early);
+    } else {
+      // STARTTLS: plaintext pipelined after the command is dropped (CVE-2011-0411).
+      this.reader.discardBuffered();
+    }
     let session: TlsSession;
     try {
       session = await tlsEngine.upgrade(plain, { clientName: this.peer.name, clientAddr: this.peer.addr, log: this.log });

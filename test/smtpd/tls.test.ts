@@ -186,6 +186,32 @@ describe('smtpd: TLS required (encrypt) and wrappermode', { skip }, () => {
     }
   });
 
+  it('smtpd: wrappermode handshake survives a slow client name lookup (ClientHello already buffered)', async () => {
+    const slow = {
+      reverse: () => new Promise<string[]>((_, reject) => setTimeout(() => reject(new Error('NXDOMAIN')), 200)),
+      lookup: async () => [],
+      mailhost: async () => 'notfound' as const,
+      hostAddress: async () => 'notfound' as const,
+    };
+    const pt = await startPostern({ mainCf: tlsCf(), overrides: { smtpd_tls_wrappermode: 'yes' }, resolver: slow });
+    try {
+      const tls = await import('node:tls');
+      const sock = tls.connect({ port: pt.port4, host: '127.0.0.1', rejectUnauthorized: false });
+      const greeting = await new Promise<string>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error('no greeting: the handshake stalled')), 5000);
+        sock.once('data', (d: Buffer) => {
+          clearTimeout(t);
+          resolve(d.toString());
+        });
+        sock.once('error', reject);
+      });
+      assert.equal(greeting, '220 mx.example.test ESMTP Postfix\r\n');
+      sock.end('QUIT\r\n');
+    } finally {
+      await pt.stop();
+    }
+  });
+
   it('smtpd: client-initiated TLS renegotiation is refused', async () => {
     const pt = await startPostern({ mainCf: `${tlsCf()}\nsmtpd_tls_security_level = may` });
     try {
