@@ -21,6 +21,8 @@ export interface Conversation {
   /** main.cf lines for both servers. */
   readonly mainCf?: string;
   readonly steps: readonly Step[];
+  /** The expected first reply, when it is not the 220 greeting. */
+  readonly greeting?: string;
   /** Postfix 3.7 differs here on purpose (documented); side-by-side skips it. */
   readonly postern_only?: string;
   /**
@@ -273,6 +275,31 @@ export const CONVERSATIONS: readonly Conversation[] = [
       { send: 'MAIL FROM:<a@strict.example>\r\n', replies: ['250 2.1.0 Ok'] },
       { send: 'RCPT TO:<vip@mx.example.test>\r\n', replies: ['250 2.1.5 Ok'] },
       { send: 'RCPT TO:<bob@mx.example.test>\r\n', replies: ['554 5.7.1 <a@strict.example>: Sender address rejected: Access denied'] },
+      quit,
+    ],
+  },
+  {
+    name: 'client and HELO access tables',
+    mainCf: [
+      'smtpd_client_restrictions = check_client_access inline:{ { 192.0.2.1 = REJECT } }',
+      'smtpd_helo_restrictions = check_helo_access inline:{ { bad.example = 450 4.7.1 go away }, { worse.example = REJECT } }',
+    ].join('\n'),
+    steps: [
+      { send: 'EHLO bad.example\r\n', replies: [EHLO_REPLY] },
+      { send: 'MAIL FROM:<a@client.example.test>\r\n', replies: ['250 2.1.0 Ok'] },
+      { send: 'RCPT TO:<bob@mx.example.test>\r\n', replies: ['450 4.7.1 <bad.example>: Helo command rejected: go away'] },
+      { send: 'EHLO worse.example\r\n', replies: [EHLO_REPLY] },
+      { send: 'MAIL FROM:<a@client.example.test>\r\n', replies: ['250 2.1.0 Ok'] },
+      { send: 'RCPT TO:<bob@mx.example.test>\r\n', replies: ['554 5.7.1 <worse.example>: Helo command rejected: Access denied'] },
+      quit,
+    ],
+  },
+  {
+    name: 'smtpd_delay_reject = no: a rejected client gets no greeting',
+    mainCf: 'smtpd_delay_reject = no\nsmtpd_client_restrictions = check_client_access inline:{ { 127.0.0.1 = REJECT no thanks } }',
+    greeting: '554 5.7.1 <unknown[127.0.0.1]>: Client host rejected: no thanks',
+    steps: [
+      { send: 'EHLO client.example.test\r\n', replies: ['503 5.7.0 Error: access denied for unknown[127.0.0.1]'] },
       quit,
     ],
   },
