@@ -1,58 +1,23 @@
 import * as assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { Readable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { cliContext } from '../../test/harness/cli.js';
+import { queueConfig, tempRoot } from '../../test/harness/queue.js';
 import { Cleanup } from '../cleanup/index.js';
 import { paramsFrom } from '../config/index.js';
 import { Log } from '../log/index.js';
 import { submit } from '../pickup/submit.js';
-import { createQueueDirectories } from '../queue/directories.js';
 import { readQueueFile } from '../queue/file.js';
 import { StateLog } from '../queue/state-log.js';
-import type { CliContext } from './context.js';
 import { main as postcat } from './postcat.js';
-
-/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
-function collector(): { stream: Writable; text: () => string; clear: () => void } {
-  const parts: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      parts.push(chunk.toString());
-      cb();
-    },
-  });
-  return {
-    stream,
-    text: () => parts.join(''),
-    clear: () => {
-      parts.length = 0;
-    },
-  };
-}
 
 process.env.TZ = 'UTC';
 
-let tmp: string;
-before(async () => {
-  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'postern-postcat-'));
-});
-after(async () => {
-  await fsp.rm(tmp, { recursive: true, force: true });
-});
+const tmp = tempRoot('postern-postcat-');
 
-let seq = 0;
-async function setup(): Promise<{ etc: string; q: string }> {
-  seq += 1;
-  const base = path.join(tmp, `c${seq}`);
-  const etc = path.join(base, 'etc');
-  const q = path.join(base, 'queue');
-  await fsp.mkdir(etc, { recursive: true });
-  await fsp.writeFile(path.join(etc, 'main.cf'), `queue_directory = ${q}\nmyhostname = mx.example.test\n`);
-  await createQueueDirectories(q);
-  return { etc, q };
-}
+const setup = () => queueConfig(tmp(), ({ q }) => `queue_directory = ${q}\nmyhostname = mx.example.test\n`);
 
 const ARRIVAL = Date.UTC(2026, 10, 25, 12, 40, 34);
 
@@ -87,10 +52,8 @@ async function queued(q: string): Promise<string> {
 }
 
 async function run(etc: string, args: string[]) {
-  const out = collector();
-  const err = collector();
-  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: out.stream, stderr: err.stream, env: {} };
-  const code = await postcat(args, c);
+  const { ctx, out, err } = cliContext(etc);
+  const code = await postcat(args, ctx);
   return { code, stdout: out.text(), stderr: err.text() };
 }
 

@@ -4,10 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { type TestContext, test } from 'node:test';
+import { cliContext } from '../../test/harness/cli.js';
 import { PARAMS } from '../config/params/index.js';
-import type { CliContext } from './context.js';
 import { main } from './postconf.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
@@ -17,19 +16,9 @@ const SEED = join(ROOT, 'test', 'fixtures', 'config', 'seed');
 const NOT_37 = new Set(['smtpd_forbid_unauth_pipelining', 'smtpd_forbid_bare_newline', 'smtpd_client_ipv6_prefix_length']);
 
 async function run(args: string[], opts: { dir?: string; explicit?: boolean } = {}): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  stderr.on('data', (b: Buffer) => {
-    err += b.toString();
-  });
-  const ctx: CliContext = { configDir: opts.dir ?? '/nonexistent', configDirExplicit: opts.explicit ?? false, stdout, stderr, env: {} };
+  const { ctx, out, err } = cliContext(opts.dir ?? '/nonexistent', { explicit: opts.explicit ?? false });
   const code = await main(args, ctx);
-  return { code, out, err };
+  return { code, out: out.text(), err: err.text() };
 }
 
 /** Real Postfix's postconf, or null (the test is skipped outside CI, fails in CI). */

@@ -3,9 +3,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, before, type TestContext, test } from 'node:test';
-import type { CliContext } from './context.js';
+import { cliContext } from '../../test/harness/cli.js';
 import { main } from './postmap.js';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
@@ -24,19 +23,9 @@ after(async () => {
 });
 
 async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (b: Buffer) => {
-    out += b.toString();
-  });
-  stderr.on('data', (b: Buffer) => {
-    err += b.toString();
-  });
-  const ctx: CliContext = { configDir: dir, configDirExplicit: false, stdout, stderr, env: {} };
+  const { ctx, out, err } = cliContext(dir, { explicit: false });
   const code = await main(args, ctx);
-  return { code, out, err };
+  return { code, out: out.text(), err: err.text() };
 }
 
 test('postmap: -q prints the value and exits 0; a missing key prints nothing and exits 1', async () => {

@@ -1,56 +1,21 @@
 import * as assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
-import { createQueueDirectories, type QueueName } from '../queue/directories.js';
+import { describe, test } from 'node:test';
+import { cliContext } from '../../test/harness/cli.js';
+import { queueConfig, tempRoot } from '../../test/harness/queue.js';
+import type { QueueName } from '../queue/directories.js';
 import type { EnvelopeRecipient, QueueEnvelope } from '../queue/envelope.js';
 import { QueueFileWriter } from '../queue/file.js';
 import { StateLog, type StateRecord } from '../queue/state-log.js';
-import type { CliContext } from './context.js';
 import { type FlushRequest, main as postqueue } from './postqueue.js';
-
-/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
-function collector(): { stream: Writable; text: () => string; clear: () => void } {
-  const parts: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      parts.push(chunk.toString());
-      cb();
-    },
-  });
-  return {
-    stream,
-    text: () => parts.join(''),
-    clear: () => {
-      parts.length = 0;
-    },
-  };
-}
 
 // mailq prints local time (asctime(localtime())), as Postfix; the goldens are in UTC.
 process.env.TZ = 'UTC';
 
-let tmp: string;
-before(async () => {
-  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'postern-postqueue-'));
-});
-after(async () => {
-  await fsp.rm(tmp, { recursive: true, force: true });
-});
+const tmp = tempRoot('postern-postqueue-');
 
-let seq = 0;
-async function setup(extra = ''): Promise<{ etc: string; q: string }> {
-  seq += 1;
-  const base = path.join(tmp, `p${seq}`);
-  const etc = path.join(base, 'etc');
-  const q = path.join(base, 'queue');
-  await fsp.mkdir(etc, { recursive: true });
-  await fsp.writeFile(path.join(etc, 'main.cf'), `compatibility_level = 3.6\nqueue_directory = ${q}\nmyhostname = mx.example.test\n${extra}`);
-  await createQueueDirectories(q);
-  return { etc, q };
-}
+const setup = (extra = '') => queueConfig(tmp(), ({ q }) => `compatibility_level = 3.6\nqueue_directory = ${q}\nmyhostname = mx.example.test\n${extra}`);
 
 interface Msg {
   readonly queue: QueueName;
@@ -102,10 +67,8 @@ async function put(q: string, m: Msg): Promise<void> {
 }
 
 async function run(etc: string, args: string[], flush?: (q: string, r: FlushRequest) => Promise<void>) {
-  const out = collector();
-  const err = collector();
-  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: out.stream, stderr: err.stream, env: {} };
-  const code = await postqueue(args, c, flush ? { flush } : {});
+  const { ctx, out, err } = cliContext(etc);
+  const code = await postqueue(args, ctx, flush ? { flush } : {});
   return { code, stdout: out.text(), stderr: err.text() };
 }
 

@@ -1,55 +1,20 @@
 import * as assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { Readable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { cliContext } from '../../test/harness/cli.js';
+import { queueConfig, tempRoot } from '../../test/harness/queue.js';
 import { submit } from '../pickup/submit.js';
-import { createQueueDirectories, type QueueName } from '../queue/directories.js';
+import type { QueueName } from '../queue/directories.js';
 import type { QueueEnvelope } from '../queue/envelope.js';
 import { QueueFileWriter } from '../queue/file.js';
 import { readStateLog, StateLog, stateLogPath } from '../queue/state-log.js';
-import type { CliContext } from './context.js';
 import { type PostsuperIo, postsuper } from './postsuper.js';
 
-/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
-function collector(): { stream: Writable; text: () => string; clear: () => void } {
-  const parts: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      parts.push(chunk.toString());
-      cb();
-    },
-  });
-  return {
-    stream,
-    text: () => parts.join(''),
-    clear: () => {
-      parts.length = 0;
-    },
-  };
-}
+const tmp = tempRoot('postern-postsuper-');
 
-let tmp: string;
-before(async () => {
-  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'postern-postsuper-'));
-});
-after(async () => {
-  await fsp.rm(tmp, { recursive: true, force: true });
-});
-
-let seq = 0;
-async function setup(): Promise<{ etc: string; q: string; maillog: string }> {
-  seq += 1;
-  const base = path.join(tmp, `s${seq}`);
-  const etc = path.join(base, 'etc');
-  const q = path.join(base, 'queue');
-  const maillog = path.join(base, 'maillog');
-  await fsp.mkdir(etc, { recursive: true });
-  await fsp.writeFile(path.join(etc, 'main.cf'), `queue_directory = ${q}\nmyhostname = mx.example.test\nmaillog_file = ${maillog}\n`);
-  await createQueueDirectories(q);
-  return { etc, q, maillog };
-}
+const setup = () => queueConfig(tmp(), ({ q, maillog }) => `queue_directory = ${q}\nmyhostname = mx.example.test\nmaillog_file = ${maillog}\n`);
 
 /** A queue file named `id` in `queue` with a state log marking recipient 0 done. Returns its hash. */
 async function put(q: string, queue: QueueName, id: string): Promise<string> {
@@ -84,10 +49,9 @@ async function put(q: string, queue: QueueName, id: string): Promise<string> {
 }
 
 async function run(etc: string, args: string[], io: Partial<PostsuperIo> = {}) {
-  const err = collector();
-  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: collector().stream, stderr: err.stream, env: {} };
+  const { ctx, err } = cliContext(etc);
   const kicks: string[] = [];
-  const code = await postsuper(args, c, {
+  const code = await postsuper(args, ctx, {
     kickQmgr: async (d) => {
       kicks.push(d);
     },

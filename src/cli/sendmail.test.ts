@@ -1,63 +1,25 @@
 import * as assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { Readable } from 'node:stream';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { cliContext, collector } from '../../test/harness/cli.js';
+import { queueConfig, tempRoot } from '../../test/harness/queue.js';
 import { openMaildropFile } from '../pickup/maildrop.js';
-import type { CliContext } from './context.js';
 import { main } from './main.js';
 import type { FlushRequest } from './postqueue.js';
 import { gecosName, type SendmailIo, sendmail } from './sendmail.js';
 
-/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
-function collector(): { stream: Writable; text: () => string; clear: () => void } {
-  const parts: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      parts.push(chunk.toString());
-      cb();
-    },
-  });
-  return {
-    stream,
-    text: () => parts.join(''),
-    clear: () => {
-      parts.length = 0;
-    },
-  };
-}
+const tmp = tempRoot('postern-sendmail-');
 
-let tmp: string;
-before(async () => {
-  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'postern-sendmail-'));
-});
-after(async () => {
-  await fsp.rm(tmp, { recursive: true, force: true });
-});
-
-let seq = 0;
 /** A configuration directory whose queue does not exist yet (sendmail creates it). */
-async function setup(extra = ''): Promise<{ etc: string; q: string; maillog: string }> {
-  seq += 1;
-  const base = path.join(tmp, `s${seq}`);
-  const etc = path.join(base, 'etc');
-  const q = path.join(base, 'queue');
-  const maillog = path.join(base, 'maillog');
-  await fsp.mkdir(etc, { recursive: true });
-  await fsp.writeFile(
-    path.join(etc, 'main.cf'),
-    `compatibility_level = 3.6\nqueue_directory = ${q}\nmyhostname = mx.example.test\nmaillog_file = ${maillog}\n${extra}`,
-  );
-  return { etc, q, maillog };
-}
+const setup = (extra = '') =>
+  queueConfig(tmp(), ({ q, maillog }) => `compatibility_level = 3.6\nqueue_directory = ${q}\nmyhostname = mx.example.test\nmaillog_file = ${maillog}\n${extra}`, { createQueue: false });
 
 function ctx(etc: string) {
-  const out = collector();
-  const err = collector();
-  const c: CliContext = { configDir: etc, configDirExplicit: true, stdout: out.stream, stderr: err.stream, env: {} };
+  const { ctx: c, out, err } = cliContext(etc);
   return { c, stdout: out.text, stderr: err.text };
 }
 
@@ -206,7 +168,7 @@ describe('cli/sendmail', () => {
 
   test('sendmail: -C names the configuration (main.cf or its directory)', async () => {
     const { etc, q } = await setup();
-    const t = ctx(path.join(tmp, 'nowhere'));
+    const t = ctx(path.join(tmp(), 'nowhere'));
     assert.equal(await sendmail(['-C', path.join(etc, 'main.cf'), 'r@example.test'], t.c, 'sendmail', io('x\n')), 0, t.stderr());
     assert.equal((await maildrop(q)).length, 1);
   });
@@ -229,7 +191,7 @@ describe('cli/sendmail', () => {
   });
 
   test('sendmail: the GECOS full name as Postfix reads it (up to a comma, & = capitalised login)', async () => {
-    const pw = path.join(tmp, 'passwd');
+    const pw = path.join(tmp(), 'passwd');
     await fsp.writeFile(pw, 'root:x:0:0:root:/root:/bin/bash\njoe:x:1000:1000:& Smith,Room 1,,:/home/joe:/bin/sh\n');
     assert.equal(gecosName(1000, 'joe', pw), 'Joe Smith');
     assert.equal(gecosName(0, 'root', pw), 'root');

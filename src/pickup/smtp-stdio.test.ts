@@ -1,44 +1,21 @@
 import * as assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { PassThrough } from 'node:stream';
+import { describe, test } from 'node:test';
+import { collector } from '../../test/harness/cli.js';
+import { tempRoot } from '../../test/harness/queue.js';
 import { paramsFrom } from '../config/index.js';
 import { openMaildropFile } from './maildrop.js';
 import { runStdioSmtp } from './smtp-stdio.js';
 
-/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
-function collector(): { stream: Writable; text: () => string; clear: () => void } {
-  const parts: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      parts.push(chunk.toString());
-      cb();
-    },
-  });
-  return {
-    stream,
-    text: () => parts.join(''),
-    clear: () => {
-      parts.length = 0;
-    },
-  };
-}
-
-let tmp: string;
-before(async () => {
-  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'postern-bs-'));
-});
-after(async () => {
-  await fsp.rm(tmp, { recursive: true, force: true });
-});
+const tmp = tempRoot('postern-bs-');
 
 const params = paramsFrom('compatibility_level = 3.6\nmyhostname = mx.example.test\nmessage_size_limit = 10240000\n');
 
 /** Run a session with `lines` written up front (pipelined); returns the reply lines and the result. */
 async function session(lines: string[], o: { keepOpen?: boolean } = {}) {
-  const dir = await fsp.mkdtemp(path.join(tmp, 'md-'));
+  const dir = await fsp.mkdtemp(path.join(tmp(), 'md-'));
   const input = new PassThrough();
   const output = collector();
   input.write(lines.map((l) => `${l}\r\n`).join(''));

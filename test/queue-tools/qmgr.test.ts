@@ -6,12 +6,10 @@
  */
 import * as assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { Readable } from 'node:stream';
+import { describe, test } from 'node:test';
 import { Cleanup } from '../../src/cleanup/index.js';
-import type { CliContext } from '../../src/cli/context.js';
 import { main as postqueue } from '../../src/cli/postqueue.js';
 import { postsuper } from '../../src/cli/postsuper.js';
 import { sendmail } from '../../src/cli/sendmail.js';
@@ -20,32 +18,10 @@ import { Log, type MemoryLog } from '../../src/log/index.js';
 import { startPickup } from '../../src/pickup/index.js';
 import { Qmgr, startTriggerServer, type TransportAgent, type TriggerServer } from '../../src/qmgr/index.js';
 import type { DeliveryAgent, DeliveryRequest, DeliveryStatus } from '../../src/queue/delivery.js';
+import { cliContext } from '../harness/cli.js';
+import { queueConfig, tempRoot } from '../harness/queue.js';
 
-/** Collects what is written, at once (a PassThrough would hand it over a tick later). */
-function collector(): { stream: Writable; text: () => string; clear: () => void } {
-  const parts: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      parts.push(chunk.toString());
-      cb();
-    },
-  });
-  return {
-    stream,
-    text: () => parts.join(''),
-    clear: () => {
-      parts.length = 0;
-    },
-  };
-}
-
-let tmp: string;
-before(async () => {
-  tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'postern-qtools-'));
-});
-after(async () => {
-  await fsp.rm(tmp, { recursive: true, force: true });
-});
+const tmp = tempRoot('postern-qtools-');
 
 const REFUSED = 'connect to 192.0.2.1[192.0.2.1]:25: Connection refused';
 
@@ -68,18 +44,13 @@ interface Server {
 }
 
 async function setup() {
-  const dir = await fsp.mkdtemp(path.join(tmp, 'i-'));
-  const etc = path.join(dir, 'etc');
-  const q = path.join(dir, 'queue');
-  await fsp.mkdir(etc);
-  await fsp.writeFile(
-    path.join(etc, 'main.cf'),
-    `compatibility_level = 3.6\nmyhostname = mx.example.test\nmydomain = example.test\nqueue_directory = ${q}\ninet_interfaces = loopback-only\nqueue_run_delay = 3600s\nmaillog_file = ${dir}/maillog\n`,
+  const { etc, q } = await queueConfig(
+    tmp(),
+    ({ q, maillog }) =>
+      `compatibility_level = 3.6\nmyhostname = mx.example.test\nmydomain = example.test\nqueue_directory = ${q}\ninet_interfaces = loopback-only\nqueue_run_delay = 3600s\nmaillog_file = ${maillog}\n`,
+    { createQueue: false, masterCf: '' },
   );
-  await fsp.writeFile(path.join(etc, 'master.cf'), '');
-  const out = collector();
-  const err = collector();
-  const ctx: CliContext = { configDir: etc, configDirExplicit: true, stdout: out.stream, stderr: err.stream, env: {} };
+  const { ctx, out, err } = cliContext(etc);
   const take = (): { out: string; err: string } => {
     const r = { out: out.text(), err: err.text() };
     out.clear();
