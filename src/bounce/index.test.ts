@@ -3,6 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { queueMessage } from '../../test/harness/queue.js';
 import { Cleanup, type CleanupInput } from '../cleanup/index.js';
 import { paramsFrom } from '../config/index.js';
 import { Log, type MemoryLog } from '../log/index.js';
@@ -29,21 +30,8 @@ function setup(mainCf = ''): { q: string; cleanup: Cleanup; bounce: Bounce; log:
 }
 
 async function queue(c: Cleanup, content: string, o: Partial<CleanupInput> = {}): Promise<QueueFile> {
-  const txn = await c.open();
-  txn.write(Buffer.from(content.replace(/\n/g, '\r\n')));
-  const r = await txn.commit({
-    sender: 'sender@example.org',
-    recipients: [{ address: 'bob@example.test', notify: null, orcpt: null }],
-    ret: null,
-    envid: null,
-    smtputf8: false,
-    body: null,
-    client: null,
-    receivedHeader: null,
-    addMissingHeaders: false,
-    ...o,
-  });
-  return readQueueFile(queueFilePath(c.queue_directory, 'incoming', r.queueId));
+  const queueId = await queueMessage(c, 'sender@example.org', ['bob@example.test'], content.replace(/\n/g, '\r\n'), o);
+  return readQueueFile(queueFilePath(c.queue_directory, 'incoming', queueId));
 }
 
 const ORIGINAL = 'From: sender@example.org\nTo: bob@example.test\nSubject: hello\nMessage-ID: <m1@example.org>\n\nbody line\n';

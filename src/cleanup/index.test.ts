@@ -1,9 +1,10 @@
 import * as assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { mountTmpfs, unmount } from '../../test/harness/scratch.js';
 import { paramsFrom } from '../config/index.js';
 import type { Params } from '../config/types.js';
 import { type DurableFs, nodeFs } from '../io/durable.js';
@@ -109,21 +110,6 @@ function isReply(code: number, enhanced: string, text: string) {
     assert.deepEqual(err.reply.lines, [text]);
     return true;
   };
-}
-
-/** Mount a small tmpfs (root only). Returns null, after saying why, when that is impossible outside CI. */
-function mountTmpfs(dir: string, size: string): boolean {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { stdio: 'pipe' });
-    return true;
-  } catch (err) {
-    if (process.env.CI) throw err;
-    return false;
-  }
-}
-
-function umount(dir: string): void {
-  execFileSync('umount', [dir], { stdio: 'pipe' });
 }
 
 describe('cleanup', () => {
@@ -346,11 +332,7 @@ describe('cleanup', () => {
 
   test('cleanup: a full disk (small tmpfs) gives 451 4.3.0 and leaves no half file', async (t) => {
     const q = await queueDir();
-    await fsp.mkdir(q, { recursive: true });
-    if (!mountTmpfs(q, '256k')) {
-      t.skip('cannot mount tmpfs (needs root); set CI to make this a failure');
-      return;
-    }
+    if (!(await mountTmpfs(t, q, 'size=256k,mode=0755'))) return;
     try {
       const { cleanup, log } = setup({ q });
       const txn = await cleanup.open();
@@ -368,17 +350,13 @@ describe('cleanup', () => {
       await t2.commit(input());
       assert.deepEqual(await incoming(q), [t2.queueId]);
     } finally {
-      umount(q);
+      unmount(q);
     }
   });
 
   test('cleanup: checkSpace refuses with 452 4.3.1 when free space is under 1.5 x message_size_limit (tmpfs)', async (t) => {
     const q = await queueDir();
-    await fsp.mkdir(q, { recursive: true });
-    if (!mountTmpfs(q, '256k')) {
-      t.skip('cannot mount tmpfs (needs root); set CI to make this a failure');
-      return;
-    }
+    if (!(await mountTmpfs(t, q, 'size=256k,mode=0755'))) return;
     try {
       const { cleanup, log } = setup({ q });
       await assert.rejects(cleanup.checkSpace(), isReply(452, '4.3.1', 'Insufficient system storage'));
@@ -386,7 +364,7 @@ describe('cleanup', () => {
       const small = setup({ q, params: paramsFrom('myhostname = mx.example.test\nmessage_size_limit = 100000\n') });
       await small.cleanup.checkSpace();
     } finally {
-      umount(q);
+      unmount(q);
     }
   });
 

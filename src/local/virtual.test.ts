@@ -1,9 +1,10 @@
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { queueMessage } from '../../test/harness/queue.js';
+import { mountTmpfs, unmount } from '../../test/harness/scratch.js';
 import { Cleanup } from '../cleanup/index.js';
 import { paramsFrom } from '../config/index.js';
 import { Log } from '../log/index.js';
@@ -43,22 +44,10 @@ ${extra}`;
 async function queue(rcpts: string[], message = 'Subject: v\r\n\r\nbody\r\n'): Promise<DeliveryRequest> {
   const params = paramsFrom('myhostname = mx.example.test\n');
   const cleanup = new Cleanup({ queue_directory: q, params, log: Log.memory({ myhostname: 'mx.example.test' }) });
-  const txn = await cleanup.open();
-  txn.write(Buffer.from(message));
-  const res = await txn.commit({
-    sender: 'alice@example.org',
-    recipients: rcpts.map((address) => ({ address, notify: null, orcpt: null })),
-    ret: null,
-    envid: null,
-    smtputf8: false,
-    body: null,
-    client: null,
-    receivedHeader: null,
-    addMissingHeaders: false,
-  });
+  const queueId = await queueMessage(cleanup, 'alice@example.org', rcpts, message);
   return {
-    queueId: res.queueId,
-    queueFile: queueFilePath(q, 'incoming', res.queueId),
+    queueId,
+    queueFile: queueFilePath(q, 'incoming', queueId),
     sender: 'alice@example.org',
     recipients: rcpts.map((address, index) => ({ index, address, origAddress: index === 0 ? null : `orig-${address}`, notify: null, orcpt: null })),
     transport: 'virtual',
@@ -147,14 +136,7 @@ describe('virtual agent', () => {
 
   test('virtual: disk full under virtual_mailbox_base defers 4.3.0 and leaves no message in new/', async (t) => {
     const mnt = path.join(tmp, 'tiny');
-    await fsp.mkdir(mnt);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'pipe' });
-    } catch (err) {
-      if (process.env.CI) throw err;
-      t.skip(`cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]}); runs in CI`);
-      return;
-    }
+    if (!(await mountTmpfs(t, mnt, 'size=256k'))) return;
     try {
       const { agent: a } = agent(mnt);
       const big = `Subject: big\r\n\r\n${`${'z'.repeat(998)}\r\n`.repeat(400)}`;
@@ -166,7 +148,7 @@ describe('virtual agent', () => {
       const [ok] = await a.deliver(await queue(['bob@virt.example']));
       assert.equal(ok!.dsn, '2.0.0', 'a small message fits');
     } finally {
-      execFileSync('umount', [mnt]);
+      unmount(mnt);
     }
   });
 });

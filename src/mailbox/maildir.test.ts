@@ -1,9 +1,9 @@
 import * as assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
+import { mountTmpfs, unmount } from '../../test/harness/scratch.js';
 import { type MailboxChange, MailboxChanges } from './changes.js';
 import { MailboxError } from './errors.js';
 import { deliverToMaildir, maildirHostname, maildirName } from './maildir.js';
@@ -144,14 +144,7 @@ test('maildir: as root, a tmp/ that is a symbolic link or owned by someone else 
 
 test('maildir: disk full (tmpfs) reports 4.3.0 "No space left on device" and leaves new/ and tmp/ empty', async (t) => {
   const mnt = path.join(tmp, 'tiny');
-  await fsp.mkdir(mnt);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'pipe' });
-  } catch (err) {
-    if (process.env.CI) throw err;
-    t.skip(`cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]}); runs in CI`);
-    return;
-  }
+  if (!(await mountTmpfs(t, mnt, 'size=256k'))) return;
   try {
     const md = path.join(mnt, 'Maildir');
     const big = `Subject: big\r\n\r\n${'x'.repeat(998)}\r\n`.repeat(400); // ~400 KB > 256 KiB
@@ -167,6 +160,6 @@ test('maildir: disk full (tmpfs) reports 4.3.0 "No space left on device" and lea
     const ok = await deliverToMaildir({ maildir: md, prepend: [], message: chunks(MSG), defaultDsn: '4.2.0' });
     assert.deepEqual(await fsp.readdir(path.join(md, 'new')), [ok.file]);
   } finally {
-    execFileSync('umount', [mnt]);
+    unmount(mnt);
   }
 });

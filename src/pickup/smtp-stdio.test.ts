@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
 import { collector } from '../../test/harness/cli.js';
-import { tempRoot } from '../../test/harness/queue.js';
+import { tempRoot } from '../../test/harness/scratch.js';
 import { paramsFrom } from '../config/index.js';
 import { openMaildropFile } from './maildrop.js';
 import { runStdioSmtp } from './smtp-stdio.js';

@@ -3,6 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { queueMessage } from '../../test/harness/queue.js';
 import { Cleanup, type CleanupInput } from '../cleanup/index.js';
 import { loadConfig } from '../config/index.js';
 import type { Config } from '../config/types.js';
@@ -113,23 +114,7 @@ async function setup(mainCf = ''): Promise<Setup> {
       started.push(m);
       return m;
     },
-    async submit(rcpts, o = {}) {
-      const txn = await cleanup.open();
-      txn.write(Buffer.from('From: alice@mx.example.test\r\nSubject: test\r\n\r\nbody\r\n'));
-      const r = await txn.commit({
-        sender: 'alice@mx.example.test',
-        recipients: rcpts.map((r) => (typeof r === 'string' ? { address: r, notify: null, orcpt: null } : r)),
-        ret: null,
-        envid: null,
-        smtputf8: false,
-        body: null,
-        client: null,
-        receivedHeader: null,
-        addMissingHeaders: false,
-        ...o,
-      });
-      return r.queueId;
-    },
+    submit: (rcpts, o = {}) => queueMessage(cleanup, 'alice@mx.example.test', rcpts, 'From: alice@mx.example.test\r\nSubject: test\r\n\r\nbody\r\n', o),
     texts: () => log.texts(),
     async waitFor(re, ms = 3000) {
       const end = Date.now() + ms;

@@ -19,7 +19,8 @@ import { startPickup } from '../../src/pickup/index.js';
 import { Qmgr, startTriggerServer, type TransportAgent, type TriggerServer } from '../../src/qmgr/index.js';
 import type { DeliveryAgent, DeliveryRequest, DeliveryStatus } from '../../src/queue/delivery.js';
 import { cliContext } from '../harness/cli.js';
-import { queueConfig, tempRoot } from '../harness/queue.js';
+import { queueConfig } from '../harness/queue.js';
+import { tempRoot } from '../harness/scratch.js';
 
 const tmp = tempRoot('postern-qtools-');
 

@@ -17,6 +17,7 @@ import { Log } from '../../src/log/index.js';
 import type { Daemon } from '../../src/master/daemon.js';
 import { DAEMONS } from '../../src/master/daemons.js';
 import { triggerQmgr } from '../../src/queue/trigger.js';
+import { queueMessage } from '../harness/queue.js';
 
 const run = promisify(execFile);
 
@@ -101,20 +102,8 @@ test('queue: qmgr daemon with the real agents; pflogsumm counts delivered/deferr
   try {
     for (let i = 0; i < K; i++) {
       for (const to of [`a${i}@example.test`, `x${i}@bounce.test`, `y${i}@defer.test`, `z${i}@drop.test`]) {
-        const txn = await cleanup.open();
-        txn.write(Buffer.from(`From: alice@example.test\r\nTo: ${to}\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`));
-        const r = await txn.commit({
-          sender: 'alice@example.test',
-          recipients: [{ address: to, notify: null, orcpt: null }],
-          ret: null,
-          envid: null,
-          smtputf8: false,
-          body: null,
-          client: null,
-          receivedHeader: null,
-          addMissingHeaders: true,
-        });
-        ids.push(r.queueId);
+        const message = `From: alice@example.test\r\nTo: ${to}\r\nSubject: ${i}\r\n\r\nbody ${i}\r\n`;
+        ids.push(await queueMessage(cleanup, 'alice@example.test', [to], message, { addMissingHeaders: true }));
       }
     }
     const newDir = path.join(mail, 'box', 'new');
