@@ -89,6 +89,12 @@ test('config: unknown, unimplemented and undefined parameters are warnings, not 
   ]);
 });
 
+test('config: names listed in smtpd_restriction_classes are parameters, not "unused"', () => {
+  const w: string[] = [];
+  paramsFrom('smtpd_restriction_classes = strict, relaxed\nstrict = reject_unauth_destination\nrelaxed = permit\nstray = 1\n', '/etc/postern/main.cf', { host: HOST, warnings: w });
+  assert.deepEqual(w, ['/etc/postern/main.cf, line 4: unused parameter: stray=1']);
+});
+
 test('config: a bad value is fatal and names the file and line (issue 2 wording)', () => {
   const text = '# x\n\n\n\n\n\n\n\n\n\n\nsmtpd_tls_security_level = maybe\n';
   assert.throws(

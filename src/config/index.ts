@@ -201,6 +201,9 @@ function referenced(settings: ReadonlyMap<string, Setting>, entries: readonly Ma
   const names = new Set<string>();
   for (const s of settings.values()) for (const n of referencedNames(s.value)) names.add(n);
   for (const e of entries) for (const o of e.overrides) for (const n of referencedNames(o.value)) names.add(n);
+  // postconf(5) smtpd_restriction_classes: each name listed there is a parameter of its own.
+  const classes = [settings.get('smtpd_restriction_classes')?.value, ...entries.map((e) => e.overrides.find((o) => o.name === 'smtpd_restriction_classes')?.value)];
+  for (const v of classes) if (v !== undefined) for (const n of splitList(v)) names.add(n);
   return names;
 }
 

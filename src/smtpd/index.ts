@@ -38,6 +38,7 @@ import { expandValue, paramsFrom } from '../config/index.js';
 import type { Config, MasterService, Params } from '../config/types.js';
 import { type Logger, nextSessionId } from '../log/index.js';
 import type { Daemon, DaemonContext, DaemonFactory, Listener } from '../master/daemon.js';
+import { triggerQmgr } from '../queue/trigger.js';
 import { Anvil } from './anvil.js';
 import { lookupPeer, peerAddress, type Resolver, systemResolver } from './peer.js';
 import { buildService, type ServiceContext, type SmtpdHooks } from './service.js';
@@ -122,7 +123,8 @@ export class Smtpd implements Daemon {
       logger,
       resolver: opts.resolver ?? systemResolver(),
       anvil,
-      hooks: opts.hooks ?? {},
+      // ETRN (RFC 1985): ask the running qmgr to flush the site's deferred mail (postqueue -s).
+      hooks: opts.hooks ?? { etrn: (site) => triggerQmgr(params.queue_directory, { site }) },
       setting: (name) => {
         const v = ctx.service.overrides.get(name) ?? ctx.config.settings.get(name)?.value;
         return v === undefined ? undefined : expandValue(v, ctx.config.settings);

@@ -1,0 +1,133 @@
+/**
+ * The whole path through a real `postern run` child: SMTP in (IPv4 and IPv6) → cleanup → queue →
+ * qmgr → virtual Maildir delivery, with Postfix's log lines for each step, and ETRN (RFC 1985)
+ * reaching the running qmgr.
+ */
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { makeTestDir, Server, sleep, writeConfig } from '../crash/server.js';
+import { sendMail } from '../crash/smtp-client.js';
+import { SmtpClient } from '../harness/smtp-client.js';
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+async function waitForLog(server: Server, re: RegExp, ms = 20_000): Promise<string> {
+  const until = Date.now() + ms;
+  let text = '';
+  for (;;) {
+    text += server.log();
+    const m = re.exec(text);
+    if (m !== null) return m[0];
+    if (Date.now() > until) throw new Error(`no log line ${re} within ${ms} ms; log:\n${text}`);
+    await sleep(50);
+  }
+}
+
+function maildirFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const sub of ['new', 'cur']) {
+    const p = path.join(dir, sub);
+    if (fs.existsSync(p)) for (const f of fs.readdirSync(p)) out.push(path.join(p, f));
+  }
+  return out;
+}
+
+describe('postern run: end to end', () => {
+  test('e2e: mail over IPv4 and IPv6 lands in its Maildir, logged as Postfix logs each step', async () => {
+    const dir = makeTestDir('postern-e2e-');
+    dirs.push(dir);
+    const c = await writeConfig(dir, { users: 2 });
+    const server = new Server(c);
+    try {
+      await server.ready();
+      for (const [i, host] of c.hosts.entries()) {
+        const token = `e2e-token-${i}-${Date.now()}`;
+        const message = `From: sender@example.test\r\nTo: u${i}@example.test\r\nSubject: e2e ${i}\r\nMessage-ID: <${token}@example.test>\r\n\r\n${token}\r\n`;
+        const r = await sendMail({ host, port: c.port, helo: 'client.example.test', sender: 'sender@example.test', recipients: [`u${i}@example.test`], message });
+        assert.equal(r.kind, 'queued', JSON.stringify(r));
+        const qid = r.kind === 'queued' ? r.queueId : null;
+        assert.ok(qid !== null && /^[0-9A-F]{10,}$/.test(qid), String(qid));
+        const addr = host.includes(':') ? `unknown[${host}]` : `unknown[${host}]`;
+        await waitForLog(server, new RegExp(`postfix/smtpd\\[\\d+\\]: ${qid}: client=${addr.replace(/[[\]]/g, '\\$&')}\\n`));
+        await waitForLog(server, new RegExp(`postfix/cleanup\\[\\d+\\]: ${qid}: message-id=<${token}@example\\.test>\\n`));
+        await waitForLog(server, new RegExp(`postfix/qmgr\\[\\d+\\]: ${qid}: from=<sender@example\\.test>, size=\\d+, nrcpt=1 \\(queue active\\)\\n`));
+        await waitForLog(
+          server,
+          new RegExp(`postfix/virtual\\[\\d+\\]: ${qid}: to=<u${i}@example\\.test>, relay=virtual, delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=2\\.0\\.0, status=sent \\(delivered to maildir\\)\\n`),
+        );
+        await waitForLog(server, new RegExp(`postfix/qmgr\\[\\d+\\]: ${qid}: removed\\n`));
+        const files = maildirFiles(path.join(c.mailBase, `u${i}`));
+        const mine = files.filter((f) => fs.readFileSync(f, 'utf8').includes(token));
+        assert.equal(mine.length, 1, `one copy of ${token} in u${i}'s Maildir`);
+        const text = fs.readFileSync(mine[0]!, 'utf8');
+        assert.match(text, /^Return-Path: <sender@example\.test>\n/);
+        assert.match(text, new RegExp(`\\nDelivered-To: u${i}@example\\.test\\n`));
+        const literal = host.includes(':') ? `\\[IPv6:${host}\\]` : `\\[${host}\\]`;
+        assert.match(text, new RegExp(`\\nReceived: from client\\.example\\.test \\(unknown ${literal}\\)\\n`));
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
+  test('e2e: ETRN asks the running qmgr to retry the deferred mail of that site now', async () => {
+    const dir = makeTestDir('postern-e2e-etrn-');
+    dirs.push(dir);
+    // Deferred mail would wait 300 s for its retry: only ETRN can make it run again within the test.
+    const c = await writeConfig(dir, {
+      users: 1,
+      mainCf: [
+        'relay_domains = remote.test',
+        'transport_maps = inline:{ { remote.test = retry:remote.test is down for maintenance } }',
+        'queue_run_delay = 300s',
+        'minimal_backoff_time = 300s',
+        'maximal_backoff_time = 600s',
+      ].join('\n'),
+    });
+    const server = new Server(c);
+    try {
+      await server.ready();
+      const r = await sendMail({
+        host: '127.0.0.1',
+        port: c.port,
+        helo: 'client.example.test',
+        sender: 'sender@example.test',
+        recipients: ['someone@remote.test'],
+        message: 'Subject: for a site that is down\r\n\r\nbody\r\n',
+      });
+      assert.equal(r.kind, 'queued', JSON.stringify(r));
+      const qid = r.kind === 'queued' ? r.queueId : '';
+      const deferred = new RegExp(`${qid}: to=<someone@remote\\.test>, relay=none, [^\\n]*status=deferred \\(remote\\.test is down for maintenance\\)\\n`, 'g');
+      await waitForLog(server, deferred);
+      const client = await SmtpClient.connect(c.port, '127.0.0.1');
+      try {
+        await client.read();
+        await client.cmd('EHLO client.example.test');
+        assert.equal(await client.cmd('ETRN remote.test'), '250 Queuing started');
+        await client.cmd('QUIT');
+      } finally {
+        client.close();
+      }
+      // A second delivery attempt, long before the 300 s backoff.
+      const until = Date.now() + 15_000;
+      let log = '';
+      for (;;) {
+        log += server.log();
+        if ((log.match(deferred) ?? []).length >= 1 && (readAll(c.logFile).match(deferred) ?? []).length >= 2) break;
+        assert.ok(Date.now() < until, `no second attempt after ETRN; log:\n${readAll(c.logFile)}`);
+        await sleep(100);
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
+function readAll(file: string): string {
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+}
