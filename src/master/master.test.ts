@@ -5,31 +5,13 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { freePort } from '../../test/harness/net.js';
 import { loadConfig } from '../config/index.js';
 import type { Config, MasterService } from '../config/types.js';
 import { Log, type MemoryLog } from '../log/index.js';
 import type { Daemon, DaemonFactory, Listener } from './daemon.js';
 import type { DaemonLoader } from './daemons.js';
 import { Master, VERSION } from './index.js';
-
-/** A port free on both 127.0.0.1 and ::1 (picked by the kernel, checked on the other family). */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const a = net.createServer();
-    await new Promise<void>((resolve) => a.listen({ host: '::1', port: 0, ipv6Only: true }, resolve));
-    const port = (a.address() as net.AddressInfo).port;
-    const b = net.createServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      b.once('error', () => resolve(false));
-      b.listen({ host: '127.0.0.1', port }, () => resolve(true));
-    });
-    await new Promise<void>((resolve) => a.close(() => resolve()));
-    if (ok) {
-      await new Promise<void>((resolve) => b.close(() => resolve()));
-      return port;
-    }
-  }
-}
 
 /** Connects and reads until the server closes. Rejects with the socket error (ECONNREFUSED ...). */
 function fetchText(host: string, port: number, send = ''): Promise<string> {

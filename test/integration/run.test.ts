@@ -3,88 +3,15 @@
  * and `npm start`'s embedded configuration. Every child is stopped by pid in `finally`.
  */
 import * as assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { connects, freePort } from '../harness/net.js';
+import { PosternProcess } from '../harness/run.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const BIN = path.join(ROOT, 'bin', 'postern.js');
 const IS_ROOT = process.getuid?.() === 0;
-
-/** A port free on both 127.0.0.1 and ::1. */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const a = net.createServer();
-    await new Promise<void>((resolve) => a.listen({ host: '::1', port: 0, ipv6Only: true }, resolve));
-    const port = (a.address() as net.AddressInfo).port;
-    const b = net.createServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      b.once('error', () => resolve(false));
-      b.listen({ host: '127.0.0.1', port }, () => resolve(true));
-    });
-    await new Promise<void>((resolve) => a.close(() => resolve()));
-    if (ok) {
-      await new Promise<void>((resolve) => b.close(() => resolve()));
-      return port;
-    }
-  }
-}
-
-function connects(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    s.on('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-}
-
-class Run {
-  readonly child: ChildProcess;
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<number | null>;
-  constructor(args: string[], cwd: string) {
-    this.child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MAIL_CONFIG: '' } });
-    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-      this.stdout += d;
-    });
-    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      this.stderr += d;
-    });
-    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
-  }
-  get pid(): number {
-    return this.child.pid!;
-  }
-  /** Master log lines (text after `postfix/master[PID]: `). */
-  masterLines(): string[] {
-    const tag = `postfix/master[${this.pid}]: `;
-    return this.stdout
-      .split('\n')
-      .filter((l) => l.includes(tag))
-      .map((l) => l.slice(l.indexOf(tag) + tag.length));
-  }
-  async waitFor(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
-    const until = Date.now() + ms;
-    while (!pred()) {
-      if (Date.now() > until) throw new Error(`timed out waiting for ${what}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  waitLine(re: RegExp): Promise<void> {
-    return this.waitFor(() => this.masterLines().some((l) => re.test(l)), String(re));
-  }
-  kill(): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
-  }
-}
 
 const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -113,7 +40,7 @@ describe('postern run', () => {
     const dir = await tempDir();
     const port = await freePort();
     writeConfig(dir, MAIN, `${port} inet n - n - - smtpd\n`);
-    const r = new Run(['-c', dir, 'run'], dir);
+    const r = new PosternProcess(['-c', dir, 'run'], dir);
     try {
       await r.waitLine(/^daemon started -- version postern-[^,]+, configuration /);
       assert.ok(r.masterLines().some((l) => new RegExp(`^daemon started -- version postern-[^ ,]+, configuration ${esc(dir)}$`).test(l)), r.stdout);
@@ -134,7 +61,7 @@ describe('postern run', () => {
     const dir = await tempDir();
     const port = await freePort();
     writeConfig(dir, MAIN, `127.0.0.1:${port} inet n - n - - smtpd\n`);
-    const r = new Run(['run', '-c', dir], dir);
+    const r = new PosternProcess(['run', '-c', dir], dir);
     try {
       await r.waitLine(/^daemon started/);
       r.child.kill('SIGINT');
@@ -152,7 +79,7 @@ describe('postern run', () => {
     writeConfig(dir, MAIN, `${port} inet n - n - - smtpd\n`);
     const holder = net.createServer();
     await new Promise<void>((resolve) => holder.listen({ host: '127.0.0.1', port }, resolve));
-    const r = new Run(['-c', dir, 'run'], dir);
+    const r = new PosternProcess(['-c', dir, 'run'], dir);
     try {
       assert.equal(await r.exited, 1);
       assert.ok(r.masterLines().includes(`fatal: bind 127.0.0.1 port ${port}: Address already in use`), r.stdout);
@@ -168,7 +95,7 @@ describe('postern run', () => {
   test('run: a bad main.cf value exits 1 with "file, line N: ..." on stderr', async () => {
     const dir = await tempDir();
     writeConfig(dir, `${MAIN}smtpd_tls_security_level = maybe\n`, '');
-    const r = new Run(['-c', dir, 'run'], dir);
+    const r = new PosternProcess(['-c', dir, 'run'], dir);
     try {
       assert.equal(await r.exited, 1);
       assert.match(r.stderr, new RegExp(`^postern: fatal: ${esc(dir)}/main\\.cf, line 8: .*smtpd_tls_security_level.*\\n$`));
@@ -181,7 +108,7 @@ describe('postern run', () => {
 
   test('run: an unknown option prints the usage and exits 1', async () => {
     const dir = await tempDir();
-    const r = new Run(['run', '--bogus'], dir);
+    const r = new PosternProcess(['run', '--bogus'], dir);
     try {
       assert.equal(await r.exited, 1);
       assert.match(r.stderr, /unknown option "--bogus"/);
@@ -197,7 +124,7 @@ describe('postern run', () => {
     const p1 = await freePort();
     const p2 = await freePort();
     writeConfig(dir, `${MAIN}unknown_thing = 1\n`, `${p1} inet n - n - - smtpd\n`);
-    const r = new Run(['-c', dir, 'run'], dir);
+    const r = new PosternProcess(['-c', dir, 'run'], dir);
     try {
       await r.waitLine(/^daemon started/);
       // config warnings go through the master's logger
@@ -227,7 +154,7 @@ describe('postern run', () => {
     const dir = await tempDir();
     const port = await freePort();
     writeConfig(dir, MAIN, `${port} inet n - n - - smtpd\n`);
-    const r = new Run(['-c', dir, 'run'], dir);
+    const r = new PosternProcess(['-c', dir, 'run'], dir);
     try {
       await r.waitLine(/^daemon started/);
       const ids = uidOf(r.pid);
@@ -252,7 +179,7 @@ describe('postern run', () => {
     const dir = await tempDir();
     const port = await freePort();
     writeConfig(dir, MAIN.replace('mail_owner = nobody', 'mail_owner = root'), `${port} inet n - n - - smtpd\n`);
-    const r = new Run(['-c', dir, 'run'], dir);
+    const r = new PosternProcess(['-c', dir, 'run'], dir);
     try {
       assert.equal(await r.exited, 1);
       assert.ok(r.masterLines().includes(`fatal: file ${dir}/main.cf: parameter mail_owner: user root has privileged user ID`), r.stdout);
@@ -272,7 +199,7 @@ describe('postern run --embedded (npm start)', () => {
     fs.mkdirSync(path.join(cwd, 'var', 'etc'), { recursive: true });
     const mine = `# mine\n${port} inet n - n - - smtpd\n`;
     fs.writeFileSync(path.join(cwd, 'var', 'etc', 'master.cf'), mine);
-    const r = new Run(['run', '--embedded'], cwd);
+    const r = new PosternProcess(['run', '--embedded'], cwd);
     try {
       await r.waitLine(/^daemon started/);
       assert.ok(r.masterLines().some((l) => l.endsWith(`configuration ${path.join(cwd, 'var', 'etc')}`)));
@@ -292,7 +219,7 @@ describe('postern run --embedded (npm start)', () => {
 
       // Second start: main.cf (edited by the admin) is not overwritten.
       fs.writeFileSync(path.join(cwd, 'var', 'etc', 'main.cf'), `${mainCf}# edited\n`);
-      const again = new Run(['run', '--embedded'], cwd);
+      const again = new PosternProcess(['run', '--embedded'], cwd);
       try {
         await again.waitLine(/^daemon started/);
         assert.equal(fs.readFileSync(path.join(cwd, 'var', 'etc', 'main.cf'), 'utf8'), `${mainCf}# edited\n`);
