@@ -4,12 +4,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { queueMessage } from '../../test/harness/queue.js';
+import { mailDate } from '../cleanup/headers.js';
 import { Cleanup, type CleanupInput } from '../cleanup/index.js';
 import { paramsFrom } from '../config/index.js';
 import { Log, type MemoryLog } from '../log/index.js';
 import { queueFilePath } from '../queue/directories.js';
 import { type QueueFile, readMessage, readQueueFile } from '../queue/file.js';
-import { Bounce, expandTemplate, lineWrap, mailDate, type ReportRecipient, TEMPLATES } from './index.js';
+import { Bounce, expandTemplate, lineWrap, type ReportRecipient, TEMPLATES } from './index.js';
 
 let tmp: string;
 before(async () => {
@@ -220,7 +221,7 @@ describe('bounce: formatting helpers', () => {
     assert.equal(TEMPLATES.failure.text[0], 'This is the mail system at host $myhostname.');
   });
 
-  test('bounce: mail_date pads the day with a space as strftime %e', () => {
+  test('bounce: Date:, Arrival-Date: and Will-Retry-Until: use cleanup\'s mail_date (RFC 5322 date, local zone)', () => {
     assert.match(mailDate(Date.UTC(2026, 0, 5, 12, 0, 0)), /^[A-Z][a-z]{2}, {1,2}\d{1,2} Jan 2026 \d\d:\d\d:\d\d [+-]\d{4} \(.+\)$/);
     const d = mailDate(Date.UTC(2026, 0, 15, 12, 0, 0));
     assert.match(d, /, 1[45] Jan 2026 /);

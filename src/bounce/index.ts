@@ -30,10 +30,11 @@ import type { Cleanup } from '../cleanup/index.js';
 import type { Params } from '../config/types.js';
 import type { Log, Logger } from '../log/index.js';
 import type { QueueFile } from '../queue/file.js';
-import { composeNotice, mailDate, type NoticeRecipient, originalEncoding } from './message.js';
+import { mailDate } from '../cleanup/headers.js';
+import { composeNotice, type NoticeRecipient, originalEncoding } from './message.js';
 import { type NoticeKind, TEMPLATES } from './templates.js';
 
-export { composeNotice, lineWrap, mailDate, type NoticeRecipient, type NoticeOptions, originalEncoding } from './message.js';
+export { composeNotice, lineWrap, type NoticeRecipient, type NoticeOptions, originalEncoding } from './message.js';
 export { type BounceTemplate, expandTemplate, type NoticeKind, TEMPLATES } from './templates.js';
 
 /** A recipient to report, with its DSN NOTIFY request (RFC 3461 4.1). */

@@ -15,6 +15,7 @@
  *
  * Cleanup adds Received:, Message-Id: and canonicalises nothing else. Lines end in CRLF.
  */
+import { mailDate } from '../cleanup/headers.js';
 import { type QueueFile, readMessage } from '../queue/file.js';
 import type { BounceTemplate, TemplateValues } from './templates.js';
 import { expandTemplate } from './templates.js';
@@ -51,32 +52,6 @@ export interface NoticeOptions extends TemplateValues {
   /** mail_name (X-Postfix-Queue-ID, Diagnostic-Code: X-Postfix). */
   readonly mail_name: string;
   readonly bounce_size_limit: number;
-}
-
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-function zoneName(d: Date): string {
-  try {
-    const part = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d).find((p) => p.type === 'timeZoneName');
-    const name = part?.value ?? 'UTC';
-    return /^GMT[+-]/.test(name) || name === 'GMT' ? (d.getTimezoneOffset() === 0 ? 'UTC' : name) : name;
-  } catch {
-    return 'UTC';
-  }
-}
-
-/** Postfix mail_date(): `Wed, 25 Nov 2026 12:36:53 +0000 (UTC)`, the day as strftime %e (space-padded). */
-export function mailDate(ms: number): string {
-  const d = new Date(ms);
-  const off = -d.getTimezoneOffset();
-  const sign = off < 0 ? '-' : '+';
-  const a = Math.abs(off);
-  const p2 = (n: number): string => String(n).padStart(2, '0');
-  return (
-    `${DAYS[d.getDay()]}, ${String(d.getDate()).padStart(2, ' ')} ${MONTHS[d.getMonth()]} ${d.getFullYear()} ` +
-    `${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${sign}${p2(Math.floor(a / 60))}${p2(a % 60)} (${zoneName(d)})`
-  );
 }
 
 /** Postfix line_wrap(): keep lines under `len` columns, break at blanks, indent continuation lines. */

@@ -364,8 +364,11 @@ function zoneName(d: Date): string {
 }
 
 /**
- * Postfix mail_date(): `Wed, 25 Nov 2026 06:07:17 +0000 (UTC)` in local time (RFC 5322 3.3).
- * Two-digit day as Postfix 3.9 (RFC 5322 recommends single spaces; 3.7 printed " 5").
+ * Postfix mail_date(): `Wed, 25 Nov 2026 06:07:17 +0000 (UTC)` in local time (RFC 5322 3.3), for
+ * every Date:, Received: and DSN date Postern writes (cleanup, pickup, local, bounce).
+ * Two-digit day as Postfix 3.9 (HISTORY 20240206, TWO_DIGIT_DAY_IN_DATE_TIME): RFC 5322 3.3
+ * recommends a single space for each FWS. Postfix 3.7.11 on Linux still uses strftime %e
+ * (`Thu,  5 Nov`).
  */
 export function mailDate(ms: number): string {
   const d = new Date(ms);
