@@ -35,7 +35,7 @@ import type { Log, Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
 import { ReplyError, reply } from '../proto/smtp/reply.js';
 import { createQueueDirectories, queueDirPath, queueFilePath } from '../queue/directories.js';
-import type { ClientFacts, EnvelopeRecipient, HeaderInsert, QueueEnvelope } from '../queue/envelope.js';
+import type { HeaderInsert, QueueEnvelope } from '../queue/envelope.js';
 import { QueueFileWriter } from '../queue/file.js';
 import { type MicroTime, makeQueueId, microNow } from '../queue/id.js';
 import { type QueueKick, queueKick } from '../queue/kick.js';
@@ -43,15 +43,8 @@ import { fromField, HeaderPass, headerNameLength, LineEnds, mailDate, messageIdF
 
 export type { ClientFacts, EnvelopeRecipient } from '../queue/envelope.js';
 
-export interface CleanupInput {
-  readonly sender: string;
-  readonly recipients: readonly EnvelopeRecipient[];
-  readonly ret: 'FULL' | 'HDRS' | null;
-  readonly envid: string | null;
-  readonly smtputf8: boolean;
-  readonly body: '7BIT' | '8BITMIME' | 'BINARYMIME' | null;
-  /** null = local (sendmail/pickup). */
-  readonly client: ClientFacts | null;
+/** The envelope as the queue file keeps it (sender, recipients, DSN RET/ENVID, SMTPUTF8, BODY, client; null client = local), and what cleanup adds. */
+export interface CleanupInput extends Pick<QueueEnvelope, 'sender' | 'recipients' | 'ret' | 'envid' | 'smtputf8' | 'body' | 'client'> {
   /**
    * smtpd's complete Received: field (`Received: from ...`), folded lines separated by CRLF or LF
    * and starting with white space; a final line end is optional. null = cleanup adds none.

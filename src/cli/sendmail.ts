@@ -30,7 +30,7 @@ import type { Params } from '../config/types.js';
 import { parseSender } from '../pickup/address.js';
 import { MAILDROP_MODE } from '../pickup/index.js';
 import { runStdioSmtp } from '../pickup/smtp-stdio.js';
-import { EX_OSERR, EX_TEMPFAIL, EX_USAGE, parseNotifyOption, SubmitError, submit } from '../pickup/submit.js';
+import { EX_OSERR, EX_TEMPFAIL, EX_USAGE, parseNotifyOption, SubmitError, type SubmitOptions, submit } from '../pickup/submit.js';
 import { createQueueDirectories, queueDirPath } from '../queue/directories.js';
 import type { CliContext } from './context.js';
 import { type FlushSender, main as postqueue, type ToolLog, toolLog } from './postqueue.js';
@@ -354,18 +354,10 @@ async function maildrop(params: Params, log: ToolLog): Promise<string | null> {
   }
 }
 
-interface EnqueueOptions {
+/** What the command line decides of a submission; sender null = the login name. */
+type EnqueueOptions = Pick<SubmitOptions, 'fullName' | 'extract' | 'dotEnds' | 'notify' | 'ret' | 'envid' | 'body' | 'smtputf8' | 'recipientArgs'> & {
   readonly sender: string | null;
-  readonly fullName: string | null;
-  readonly extract: boolean;
-  readonly dotEnds: boolean;
-  readonly notify: readonly string[] | 'NEVER' | null;
-  readonly ret: 'FULL' | 'HDRS' | null;
-  readonly envid: string | null;
-  readonly body: '7BIT' | '8BITMIME' | null;
-  readonly smtputf8: boolean;
-  readonly recipientArgs: readonly string[];
-}
+};
 
 async function enqueue(params: Params, ctx: CliContext, io: Partial<SendmailIo>, log: ToolLog, o: EnqueueOptions): Promise<number> {
   const uid = io.uid ?? process.getuid?.() ?? 0;
@@ -382,17 +374,10 @@ async function enqueue(params: Params, ctx: CliContext, io: Partial<SendmailIo>,
   if (dir === null) return EX_TEMPFAIL;
   try {
     await submit(io.stdin ?? process.stdin, {
+      ...o,
       maildropDir: dir,
       sender,
       fullName: o.fullName ?? defaultFullName(ctx, io),
-      recipientArgs: o.recipientArgs,
-      extract: o.extract,
-      dotEnds: o.dotEnds,
-      notify: o.notify,
-      ret: o.ret,
-      envid: o.envid,
-      body: o.body,
-      smtputf8: o.smtputf8,
       line_length_limit: params.line_length_limit,
       message_size_limit: params.message_size_limit,
       header_size_limit: params.header_size_limit,
