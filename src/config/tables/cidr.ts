@@ -36,21 +36,26 @@ export function parseCidrRules(lines: readonly LogicalLine[], mapName: string): 
   const skip = (line: number, why: string): void => {
     warnings.push(`cidr map ${mapName}, line ${line}: ${why}: skipping this rule`);
   };
+  /** The rule's network, or undefined after warning why the rule is skipped. */
+  const network = (line: number, pattern: string): IpNetwork | undefined => {
+    if (pattern === '') {
+      skip(line, 'no address pattern');
+      return undefined;
+    }
+    const parsed = parseCidrPattern(pattern);
+    if (!parsed.ok) {
+      skip(line, parsed.why);
+      return undefined;
+    }
+    return parsed.net;
+  };
   for (const { text, line } of lines) {
     if (/^if$/i.test(text.slice(0, 2)) && !isAlnum(text[2])) {
       const { match, pos } = negations(text, 2);
-      const pattern = trimSpace(text.slice(pos));
-      if (pattern === '') {
-        skip(line, 'no address pattern');
-        continue;
-      }
-      const parsed = parseCidrPattern(pattern);
-      if (!parsed.ok) {
-        skip(line, parsed.why);
-        continue;
-      }
+      const net = network(line, trimSpace(text.slice(pos)));
+      if (net === undefined) continue;
       open.push(rules.length);
-      rules.push({ op: 'if', line, net: parsed.net, match });
+      rules.push({ op: 'if', line, net, match });
     } else if (/^endif$/i.test(text.slice(0, 5)) && !isAlnum(text[5])) {
       if (trimSpace(text.slice(5)) !== '') {
         skip(line, 'garbage after ENDIF');
@@ -67,22 +72,14 @@ export function parseCidrRules(lines: readonly LogicalLine[], mapName: string): 
       const { match, pos } = negations(text, 0);
       let end = pos;
       while (end < text.length && !isSpace(text[end])) end++;
-      const pattern = text.slice(pos, end);
+      const net = network(line, text.slice(pos, end));
+      if (net === undefined) continue;
       const value = trimSpace(text.slice(end));
-      if (pattern === '') {
-        skip(line, 'no address pattern');
-        continue;
-      }
-      const parsed = parseCidrPattern(pattern);
-      if (!parsed.ok) {
-        skip(line, parsed.why);
-        continue;
-      }
       if (value === '') {
         skip(line, 'no lookup result');
         continue;
       }
-      rules.push({ op: 'match', line, net: parsed.net, match, value });
+      rules.push({ op: 'match', line, net, match, value });
     }
   }
   for (const idx of open) warnings.push(`cidr map ${mapName}, line ${rules[idx]!.line}: IF has no matching ENDIF`);
