@@ -34,7 +34,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { PosternError } from '../errors.js';
 import { type DurableFs, nodeFs } from '../io/durable.js';
-import type { EnvelopeRecipient } from '../queue/envelope.js';
+import { type EnvelopeRecipient, isEnvelopeRecipient } from '../queue/envelope.js';
 
 export const MAILDROP_MAGIC = Buffer.from('POSTERN DROP 1\n', 'latin1');
 export const MAILDROP_END_LENGTH = 97;
@@ -217,12 +217,6 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function checkRecipient(v: unknown): boolean {
-  if (!isRecord(v) || !isStr(v.address) || !isStrOrNull(v.orcpt)) return false;
-  const n = v.notify;
-  return n === null || n === 'NEVER' || (Array.isArray(n) && n.every(isStr));
-}
-
 /** Throws PosternError 'corrupt' naming the first bad field. */
 export function checkMaildropEnvelope(v: unknown, where: string): MaildropEnvelope {
   const fail = (field: string): never => {
@@ -233,7 +227,7 @@ export function checkMaildropEnvelope(v: unknown, where: string): MaildropEnvelo
   if (typeof v.time !== 'number' || !Number.isFinite(v.time)) fail('time');
   if (!isStr(v.sender)) fail('sender');
   if (!isStrOrNull(v.fullName)) fail('fullName');
-  if (!Array.isArray(v.recipients) || !v.recipients.every(checkRecipient)) fail('recipients');
+  if (!Array.isArray(v.recipients) || !v.recipients.every(isEnvelopeRecipient)) fail('recipients');
   if (!(v.ret === null || v.ret === 'FULL' || v.ret === 'HDRS')) fail('ret');
   if (!isStrOrNull(v.envid)) fail('envid');
   if (typeof v.smtputf8 !== 'boolean') fail('smtputf8');

@@ -71,7 +71,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function checkRecipient(v: unknown): boolean {
+/** A well-formed EnvelopeRecipient record (queue file and maildrop file alike). */
+export function isEnvelopeRecipient(v: unknown): v is EnvelopeRecipient {
   if (!isRecord(v) || !isStr(v.address) || !isStrOrNull(v.orcpt)) return false;
   const n = v.notify;
   return n === null || n === 'NEVER' || (Array.isArray(n) && n.every(isStr));
@@ -99,7 +100,7 @@ export function checkEnvelope(v: unknown, where: string): QueueEnvelope {
   if (!isStr(v.queueId)) bad('queueId');
   if (typeof v.arrivalTime !== 'number' || !Number.isFinite(v.arrivalTime)) bad('arrivalTime');
   if (!isStr(v.sender)) bad('sender');
-  if (!Array.isArray(v.recipients) || !v.recipients.every(checkRecipient)) bad('recipients');
+  if (!Array.isArray(v.recipients) || !v.recipients.every(isEnvelopeRecipient)) bad('recipients');
   if (!(v.ret === null || v.ret === 'FULL' || v.ret === 'HDRS')) bad('ret');
   if (!isStrOrNull(v.envid)) bad('envid');
   if (typeof v.smtputf8 !== 'boolean') bad('smtputf8');
