@@ -4,6 +4,7 @@
  * socket's address, our own name, the queue id, and a recipient quoted as RFC 5322 requires.
  * Nothing the client sent can add a line or a header (RFC 5321 4.4).
  */
+import { mailDate } from '../cleanup/headers.js';
 
 /** Characters Postfix replaces in a stored HELO name (smtpd.c NEUTER_CHARACTERS). */
 const NEUTER = new Set([' ', '<', '>', '(', ')', '\\', '"', ';', '@']);
@@ -26,31 +27,6 @@ export function sanitizeHelo(s: string): string {
 /** Postfix printable(s, '?'): controls and DEL become '?' (for log lines quoting the peer). */
 export function printable(s: string): string {
   return s.replace(/[\x00-\x1f\x7f]/g, '?');
-}
-
-const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-
-function zoneName(d: Date): string {
-  try {
-    const parts = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d);
-    const z = parts.find((p) => p.type === 'timeZoneName')?.value ?? 'UTC';
-    return z === 'GMT' && d.getTimezoneOffset() === 0 ? 'UTC' : z;
-  } catch {
-    return 'UTC';
-  }
-}
-
-/** RFC 5322 date as Postfix's mail_date(): `Tue,  5 Nov 2025 12:17:11 +0100 (CET)` (day space-padded). */
-export function mailDate(d: Date): string {
-  const off = -d.getTimezoneOffset();
-  const sign = off < 0 ? '-' : '+';
-  const a = Math.abs(off);
-  const p2 = (n: number): string => String(n).padStart(2, '0');
-  return (
-    `${DAYS[d.getDay()]}, ${String(d.getDate()).padStart(2, ' ')} ${MONTHS[d.getMonth()]} ${d.getFullYear()} ` +
-    `${p2(d.getHours())}:${p2(d.getMinutes())}:${p2(d.getSeconds())} ${sign}${p2(Math.floor(a / 60))}${p2(a % 60)} (${zoneName(d)})`
-  );
 }
 
 const ATEXT = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-\u0080-\uffff]+$/;
@@ -89,10 +65,10 @@ export function receivedHeader(f: ReceivedFacts): string[] {
   for (const t of f.tlsLines) lines.push(`\t${t}`);
   if (f.recipient !== null) {
     lines.push(`\tby ${f.myhostname} (${f.mailName}) with ${f.withProtocol} id ${f.queueId}`);
-    lines.push(`\tfor <${quoteLocal(f.recipient)}>; ${mailDate(f.date)}`);
+    lines.push(`\tfor <${quoteLocal(f.recipient)}>; ${mailDate(f.date.getTime())}`);
   } else {
     lines.push(`\tby ${f.myhostname} (${f.mailName}) with ${f.withProtocol} id ${f.queueId};`);
-    lines.push(`\t${mailDate(f.date)}`);
+    lines.push(`\t${mailDate(f.date.getTime())}`);
   }
   return lines;
 }

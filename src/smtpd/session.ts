@@ -47,7 +47,7 @@ import { formatReply, type Reply, ReplyError, reply, softBounce } from '../proto
 import type { TlsSession } from '../tls/index.js';
 import { CommandStats, type Command, findCommand, helpText } from './commands.js';
 import type { Peer } from './peer.js';
-import { mailDate, printable, receivedHeader, sanitizeHelo } from './received.js';
+import { printable, receivedHeader, sanitizeHelo } from './received.js';
 import { type CheckSubject, type DeferFlags, Policy } from './restrictions.js';
 import type { ServiceContext } from './service.js';
 import { type Token, tokenize } from './tokens.js';
@@ -1181,4 +1181,3 @@ export class Session implements CheckSubject {
   }
 }
 
-export { mailDate };
