@@ -97,8 +97,13 @@ function logWarnings(s: Server): string[] {
   return s.log().filter((l) => / (warning|fatal|panic|error): /.test(l));
 }
 
+/** Warning lines already reported per log file (a server's log spans several phases). */
+const reported = new Map<string, number>();
+
 function noteWarnings(s: Server, what: string): void {
-  const w = logWarnings(s);
+  const all = logWarnings(s);
+  const w = all.slice(reported.get(s.dir) ?? 0);
+  reported.set(s.dir, all.length);
   if (w.length > 0) notes.push(`${s.name} ${what}: ${w.length} warning/error log line(s), first: \`${w[0]!.slice(0, 200)}\``);
 }
 
