@@ -354,14 +354,25 @@ const p2 = (n: number): string => String(n).padStart(2, '0');
  * (`UTC`, `EST`, `PDT`), else Intl's short form (`GMT+1`; glibc would say `CET`).
  */
 function zoneName(d: Date): string {
+  // On the per-message path: building an Intl.DateTimeFormat costs ~0.5 ms, so build it once and
+  // remember the name per UTC offset (an abbreviation changes only with the offset, at DST).
+  const offset = d.getTimezoneOffset();
+  const known = zoneNames.get(offset);
+  if (known !== undefined) return known;
+  let name = offset === 0 ? 'UTC' : 'GMT';
   try {
-    const part = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d).find((x) => x.type === 'timeZoneName');
-    if (part) return part.value === 'GMT' && d.getTimezoneOffset() === 0 && !process.env.TZ?.startsWith('GMT') ? 'UTC' : part.value;
+    zoneFormat ??= new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' });
+    const part = zoneFormat.formatToParts(d).find((x) => x.type === 'timeZoneName');
+    if (part) name = part.value === 'GMT' && offset === 0 && !process.env.TZ?.startsWith('GMT') ? 'UTC' : part.value;
   } catch {
-    // fall through
+    // keep the fallback
   }
-  return d.getTimezoneOffset() === 0 ? 'UTC' : 'GMT';
+  zoneNames.set(offset, name);
+  return name;
 }
+
+let zoneFormat: Intl.DateTimeFormat | undefined;
+const zoneNames = new Map<number, string>();
 
 /**
  * Postfix mail_date(): `Wed, 25 Nov 2026 06:07:17 +0000 (UTC)` in local time (RFC 5322 3.3), for
