@@ -529,10 +529,14 @@ export class Session implements CheckSubject {
     return !this.discard.has(k);
   }
 
-  async cmdHelo(argv: readonly Token[]): Promise<boolean> {
+  /**
+   * What HELO and EHLO share: the argument (501 without one), smtpd_helo_restrictions at once when
+   * smtpd_delay_reject = no, then a reset of the session's HELO/MAIL/RCPT state. null: replied.
+   */
+  private async requireHeloName(verb: 'HELO' | 'EHLO', argv: readonly Token[]): Promise<string | null> {
     if (argv.length < 2) {
-      await this.send(PARAM_SYNTAX_ERROR, null, 'Syntax: HELO hostname');
-      return false;
+      await this.send(PARAM_SYNTAX_ERROR, null, `Syntax: ${verb} hostname`);
+      return null;
     }
     const name = argv
       .slice(1)
@@ -545,41 +549,28 @@ export class Session implements CheckSubject {
       this.helo = saved;
       if (err !== null) {
         await this.reply(err);
-        return false;
+        return null;
       }
     }
     this.heloReset();
     this.mailReset();
     this.rcptReset();
-    this.helo = sanitizeHelo(name);
+    return sanitizeHelo(name);
+  }
+
+  async cmdHelo(argv: readonly Token[]): Promise<boolean> {
+    const helo = await this.requireHeloName('HELO', argv);
+    if (helo === null) return false;
+    this.helo = helo;
     if (this.protocol !== 'ESMTP' && this.protocol !== 'SMTP') this.protocol = 'SMTP';
     await this.send(OK, null, this.params.myhostname);
     return true;
   }
 
   async cmdEhlo(argv: readonly Token[]): Promise<boolean> {
-    if (argv.length < 2) {
-      await this.send(PARAM_SYNTAX_ERROR, null, 'Syntax: EHLO hostname');
-      return false;
-    }
-    const name = argv
-      .slice(1)
-      .map((t) => t.text)
-      .join(' ');
-    if (!this.params.smtpd_delay_reject) {
-      const saved = this.helo;
-      this.helo = name;
-      const err = await this.svc.policy.checkHelo(this.subject());
-      this.helo = saved;
-      if (err !== null) {
-        await this.reply(err);
-        return false;
-      }
-    }
-    this.heloReset();
-    this.mailReset();
-    this.rcptReset();
-    this.helo = sanitizeHelo(name);
+    const helo = await this.requireHeloName('EHLO', argv);
+    if (helo === null) return false;
+    this.helo = helo;
     this.protocol = 'ESMTP';
     const p = this.params;
     if (this.discard.size > 0 && !this.discard.has('silent-discard' as EhloKeyword)) {
