@@ -36,25 +36,21 @@ export class Anvil {
 
   /** A client connected: returns its concurrent connection count and its connection rate. */
   connect(key: string, rateUnitMs: number): { count: number; rate: number } {
-    const now = this.clock();
-    let e = this.entries.get(key);
-    if (e === undefined) {
-      e = { count: 0, rate: 0, windowStart: now, maxCount: 0, maxRate: 0 };
-      this.entries.set(key, e);
-    }
-    if (now - e.windowStart >= rateUnitMs) {
-      e.windowStart = now;
-      e.rate = 0;
-    }
+    const e = this.countEvent(key, rateUnitMs);
     e.count += 1;
-    e.rate += 1;
     e.maxCount = Math.max(e.maxCount, e.count);
-    e.maxRate = Math.max(e.maxRate, e.rate);
     return { count: e.count, rate: e.rate };
   }
 
   /** Count one event (a message, a recipient) of a key; returns its rate in the current window. */
   event(key: string, rateUnitMs: number): number {
+    const e = this.countEvent(key, rateUnitMs);
+    this.prune(rateUnitMs);
+    return e.rate;
+  }
+
+  /** The key's entry with one more event in its rate window (a new window once the old one passed). */
+  private countEvent(key: string, rateUnitMs: number): Entry {
     const now = this.clock();
     let e = this.entries.get(key);
     if (e === undefined) {
@@ -67,8 +63,7 @@ export class Anvil {
     }
     e.rate += 1;
     e.maxRate = Math.max(e.maxRate, e.rate);
-    this.prune(rateUnitMs);
-    return e.rate;
+    return e;
   }
 
   /** The client's connection ended. Idle entries are forgotten once their rate window passed. */
