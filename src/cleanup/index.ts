@@ -25,7 +25,7 @@
  * enable_long_queue_ids, queue_minfree (checkSpace).
  * RFCs: 5322 (3.6 header fields, 3.3 date), 5321 4.4 (Received:), 3461 (DSN envelope).
  */
-import * as fsp from 'node:fs/promises';
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Params } from '../config/types.js';
@@ -103,7 +103,7 @@ export interface CleanupOptions {
   readonly dirSync?: DirSync;
   /** Wall clock in ms since the epoch (may be fractional); default: the system clock with µs. */
   readonly clock?: () => number;
-  /** Statfs for checkSpace (tests); default fs.promises.statfs. */
+  /** Statfs for checkSpace (tests); default fs.statfsSync. */
   readonly statfs?: (dir: string) => Promise<{ bsize: number; bavail: number }>;
 }
 
@@ -140,7 +140,8 @@ export class Cleanup {
     this.fs = opts.fs ?? nodeFs;
     this.dirSync = opts.dirSync ?? (opts.fs ? new GroupSync(opts.fs) : defaultDirSync);
     this.clock = opts.clock;
-    this.statfs = opts.statfs ?? ((dir) => fsp.statfs(dir));
+    // statfs(2) is a cheap metadata call: made synchronously, as io/durable.ts explains.
+    this.statfs = opts.statfs ?? (async (dir) => fs.statfsSync(dir));
     this.kick = queueKick(opts.queue_directory);
     this.myhostname = opts.params.myhostname !== '' ? opts.params.myhostname : os.hostname();
     this.dropHeaders = new Set(opts.params.message_drop_headers.map((h) => h.toLowerCase()));

@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DirSync, type DurableFs, nodeFs, renameDurable, unlinkDurable, writeFileDurable } from './durable.js';
+import { DirSync, type DurableFs, nodeFs, renameDurable, unlinkDurable, writeFileDurable, type FileRef } from './durable.js';
 
 let tmp: string;
 before(async () => {
@@ -135,7 +135,7 @@ describe('io/durable', () => {
         written.push(Buffer.from(all.subarray(0, n)));
         return { bytesWritten: n, buffers: bufs };
       },
-    } as unknown as fsp.FileHandle;
+    } as unknown as FileRef;
     await nodeFs.write(fh, [Buffer.from('hello '), Buffer.from('world')], null);
     assert.equal(Buffer.concat(written).toString(), 'hello world');
     assert.ok(calls >= 4);

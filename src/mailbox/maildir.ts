@@ -29,7 +29,7 @@ import { constants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type DirSync, type DurableFs, defaultDirSync, DirSync as GroupSync, nodeFs } from '../io/durable.js';
+import { type DirSync, type DurableFs, defaultDirSync, DirSync as GroupSync, nodeFs, type FileRef } from '../io/durable.js';
 import { PosternError } from '../errors.js';
 import { type MicroTime, microNow } from '../queue/id.js';
 import { type MailboxChanges, mailboxChanges } from './changes.js';
@@ -112,7 +112,7 @@ async function requireOwnedDir(dir: string, owner: MailboxOwner): Promise<void> 
  */
 export async function copyMessage(
   fs: DurableFs,
-  fh: fsp.FileHandle,
+  fh: FileRef,
   prepend: readonly string[],
   message: AsyncIterable<Buffer>,
   copier: LfCopier,
@@ -180,8 +180,8 @@ export async function deliverToMaildir(o: MaildirDeliveryOptions): Promise<Maild
   const chown = mustChown(owner);
   const def = o.defaultDsn;
 
-  const open = (): Promise<fsp.FileHandle> => fs.open(tmpFile, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  let fh: fsp.FileHandle;
+  const open = (): Promise<FileRef> => fs.open(tmpFile, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  let fh: FileRef;
   try {
     if (chown) {
       await requireOwnedDir(tmpDir, owner);

@@ -15,7 +15,7 @@
  */
 import { constants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { type DurableFs, nodeFs } from '../io/durable.js';
+import { type DurableFs, nodeFs, type FileRef } from '../io/durable.js';
 import { LfCopier } from './copy.js';
 import { type MailboxOwner, mustChown } from './dirs.js';
 import { errnoOf, errText, MailboxError, mboxDsn, systemError } from './errors.js';
@@ -151,7 +151,7 @@ async function append(o: MboxDeliveryOptions): Promise<{ size: number }> {
     }
   }
   try {
-    let fh: fsp.FileHandle;
+    let fh: FileRef;
     let created = false;
     try {
       try {
@@ -177,7 +177,7 @@ async function append(o: MboxDeliveryOptions): Promise<{ size: number }> {
   }
 }
 
-async function writeLocked(o: MboxDeliveryOptions, fs: DurableFs, fh: fsp.FileHandle, created: boolean): Promise<{ size: number }> {
+async function writeLocked(o: MboxDeliveryOptions, fs: DurableFs, fh: FileRef, created: boolean): Promise<{ size: number }> {
   const def = o.defaultDsn;
   let st = await fh.stat();
   if (created && mustChown(o.owner)) {

@@ -30,10 +30,9 @@
  */
 import { createHash, type Hash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { PosternError } from '../errors.js';
-import { type DurableFs, nodeFs } from '../io/durable.js';
+import { type DurableFs, nodeFs, FileRef } from '../io/durable.js';
 import { type EnvelopeRecipient, isEnvelopeRecipient } from '../queue/envelope.js';
 
 export const MAILDROP_MAGIC = Buffer.from('POSTERN DROP 1\n', 'latin1');
@@ -84,7 +83,7 @@ export class MaildropWriter {
 
   private constructor(
     private readonly fs: DurableFs,
-    private readonly fh: fsp.FileHandle,
+    private readonly fh: FileRef,
     readonly dir: string,
     /** The final name (also the id `sendmail -bs` reports). */
     readonly name: string,
@@ -198,7 +197,7 @@ function bad(file: string, what: string): PosternError {
   return new PosternError('corrupt', `${file}: ${what}`);
 }
 
-async function readAt(fh: fsp.FileHandle, length: number, position: number): Promise<Buffer> {
+async function readAt(fh: FileRef, length: number, position: number): Promise<Buffer> {
   const buf = Buffer.alloc(length);
   let off = 0;
   while (off < length) {
@@ -242,7 +241,7 @@ export function checkMaildropEnvelope(v: unknown, where: string): MaildropEnvelo
  * (ENOENT, EACCES, ELOOP for a symlink) as they are.
  */
 export async function openMaildropFile(file: string): Promise<MaildropFile> {
-  const fh = await fsp.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  const fh = await FileRef.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   try {
     const st = await fh.stat();
     if (!st.isFile()) throw bad(file, 'not a regular file');

@@ -30,11 +30,10 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { constants } from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { PosternError } from '../errors.js';
-import { type DurableFs, nodeFs } from '../io/durable.js';
+import { type DurableFs, nodeFs, FileRef } from '../io/durable.js';
 import { checkEnvelope, type QueueEnvelope } from './envelope.js';
 import { isQueueId } from './id.js';
 
@@ -68,7 +67,7 @@ export class QueueFileWriter {
 
   private constructor(
     private readonly fs: DurableFs,
-    private readonly fh: fsp.FileHandle,
+    private readonly fh: FileRef,
     readonly file: string,
   ) {
     this.hash.update(QUEUE_FILE_MAGIC);
@@ -194,7 +193,7 @@ function corrupt(file: string, what: string): PosternError {
   return new PosternError('corrupt', `${file}: ${what}`);
 }
 
-async function readExactly(fh: fsp.FileHandle, length: number, position: number): Promise<Buffer> {
+async function readExactly(fh: FileRef, length: number, position: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);
   let off = 0;
   while (off < length) {
@@ -212,7 +211,7 @@ async function readExactly(fh: fsp.FileHandle, length: number, position: number)
  * moved the file, EIO) are thrown as they are: they say nothing about the file's content.
  */
 export async function readQueueFile(file: string, o: ReadQueueFileOptions = {}): Promise<QueueFile> {
-  const fh = await fsp.open(file, 'r');
+  const fh = await FileRef.open(file, 'r');
   try {
     const st = await fh.stat();
     const size = st.size;
@@ -276,7 +275,7 @@ export function openMessage(qf: QueueFile, o: OpenMessageOptions = {}): Readable
 async function* messageChunks(qf: QueueFile, o: OpenMessageOptions): AsyncGenerator<Buffer> {
   const env = qf.envelope;
   const end = o.headersOnly ? env.headerEnd : env.contentLength;
-  const fh = await fsp.open(qf.path, 'r');
+  const fh = await FileRef.open(qf.path, 'r');
   try {
     let pos = 0;
     const copy = async function* (upTo: number): AsyncGenerator<Buffer> {

@@ -23,7 +23,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { PosternError } from '../errors.js';
-import { DirSync, type DurableFs, defaultDirSync, nodeFs } from '../io/durable.js';
+import { DirSync, type DurableFs, defaultDirSync, nodeFs, type FileRef } from '../io/durable.js';
 import { STATE_DIR } from './directories.js';
 import { isQueueId } from './id.js';
 
@@ -153,7 +153,7 @@ export class StateLog {
 
   private constructor(
     private readonly fs: DurableFs,
-    private readonly fh: fsp.FileHandle,
+    private readonly fh: FileRef,
     readonly path: string,
     private size: number,
     private readonly list: StateRecord[],
@@ -169,7 +169,7 @@ export class StateLog {
     const dirSync = o.dirSync ?? (o.fs ? new DirSync(fs) : defaultDirSync);
     const file = stateLogPath(queue_directory, queueId);
     const hdr = header(sha256);
-    let fh: fsp.FileHandle;
+    let fh: FileRef;
     let created = false;
     try {
       fh = await fs.open(file, constants.O_RDWR);
