@@ -45,8 +45,13 @@ export class FileRef {
     this.#fd = fd;
   }
 
-  /** open(2) in the thread pool (see the header). */
+  /**
+   * open(2): in the thread pool when it may create or truncate (a directory change that can wait for
+   * the journal, see the header), inline when it only opens what exists.
+   */
   static open(file: string, flags: number | string, mode?: number): Promise<FileRef> {
+    const n = typeof flags === 'number' ? flags : flags === 'r' ? constants.O_RDONLY : -1;
+    if (n >= 0 && (n & (constants.O_CREAT | constants.O_TRUNC)) === 0) return settle(() => new FileRef(nfs.openSync(file, n)));
     return new Promise((resolve, reject) => {
       nfs.open(file, flags, mode, (err, fd) => (err ? reject(err) : resolve(new FileRef(fd))));
     });

@@ -74,8 +74,17 @@ let deliveries = 0;
 const WRITE_CHUNK = 64 * 1024;
 
 /** gethostname() made safe for a Maildir name (the spec: `/` → `\057`, `:` → `\072`). */
-export function maildirHostname(name: string = os.hostname()): string {
+export function maildirHostname(name: string = localHostname()): string {
   return name.replace(/\//g, '\\057').replace(/:/g, '\\072');
+}
+
+let hostnameCache: { name: string; at: number } | null = null;
+
+/** os.hostname() (a uname(2) per call), remembered for a minute: it was one syscall per delivery. */
+function localHostname(): string {
+  const now = Date.now();
+  if (hostnameCache === null || now - hostnameCache.at > 60_000) hostnameCache = { name: os.hostname(), at: now };
+  return hostnameCache.name;
 }
 
 /** Postfix's Maildir name for a file, from its device and inode: `%lu.V%lxI%lxM%lu.%s`. */

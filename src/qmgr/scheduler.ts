@@ -15,6 +15,7 @@
  * finished address (index >= the envelope's recipient count, fields `of` and `address`), and its
  * own `done` record when all of them are finished.
  */
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { Cleanup } from '../cleanup/index.js';
 import { Bounce, type ReportRecipient } from '../bounce/index.js';
@@ -346,7 +347,8 @@ export class Qmgr {
   private async activateLocked(id: string, from: 'incoming' | 'deferred', _flush: boolean): Promise<void> {
     let mode = 0;
     try {
-      mode = (await fsp.stat(queueFilePath(this.qdir, from, id))).mode;
+      // stat(2) inline: an inode already in memory (io/durable.ts on which calls leave the thread pool).
+      mode = fs.statSync(queueFilePath(this.qdir, from, id)).mode;
       await this.rename(id, from, 'active');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warning(`${id}: rename from ${from} to active: ${strerror(err)}`);
@@ -660,11 +662,15 @@ export class Qmgr {
     }
   }
 
-  /** Append records (durably) as part of this pass; a failure is kept for finish(). */
+  /**
+   * Append records as part of this pass; a failure is kept for finish(). Not synced here: most
+   * messages are removed at the end of the pass, and a message that goes back to deferred/ syncs
+   * its log first (finish). A machine crash in between repeats a delivery, never loses one.
+   */
   private write(msg: ActiveMessage, records: StateRecord[]): void {
     if (records.length === 0) return;
     msg.writes.push(
-      msg.state.append(...records).catch((err: unknown) => {
+      msg.state.appendUnsynced(...records).catch((err: unknown) => {
         msg.writeError ??= err;
       }),
     );
@@ -770,6 +776,8 @@ export class Qmgr {
       // qmgr_active_done_3_generic(): back off by the time in queue, within the limits.
       const inQueue = Math.floor((now - env.arrivalTime) / 1000);
       const delay = Math.min(Math.max(inQueue, this.params.minimal_backoff_time), this.params.maximal_backoff_time);
+      // The done records of this pass become durable before the file waits for its next try.
+      await msg.state.sync().catch((err: unknown) => this.logger.warning(`${id}: update state log: ${strerror(err)}`));
       await msg.state.close().catch(() => undefined);
       await this.deferFile(id, delay);
       this.active.delete(id);
@@ -802,7 +810,7 @@ export class Qmgr {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.logger.warning(`${msg.id}: remove ${msg.id} from active: ${strerror(err)}`);
     }
-    await removeStateLog(this.qdir, msg.id).catch(() => undefined);
+    if (msg.state.exists) await removeStateLog(this.qdir, msg.id).catch(() => undefined);
     this.active.delete(msg.id);
     this.refill();
   }

@@ -15,7 +15,8 @@
  *   file back to the last good record before appending, so a torn record never glues onto the
  *   next one. Losing a torn "done" record means delivering that recipient again: a duplicate,
  *   never a loss (DESIGN invariant 2).
- * - append() resolves only after fdatasync: record a delivery as done only when it is durable.
+ * - append() resolves after fdatasync unless told otherwise (see there); the file is created by the
+ *   first append, so a message delivered in one pass costs no state-log I/O at all.
  * - Records with a good CRC but a kind this version does not know are kept and skipped.
  */
 import { constants } from 'node:fs';
@@ -150,19 +151,24 @@ export interface StateLogOptions {
 export class StateLog {
   private chain: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Records written since the last fdatasync. */
+  private dirty = false;
 
   private constructor(
     private readonly fs: DurableFs,
-    private readonly fh: FileRef,
+    private readonly dirSync: DirSync,
+    /** null until the first append: most messages finish in one pass and never need a log file. */
+    private fh: FileRef | null,
     readonly path: string,
+    private readonly header: Buffer,
     private size: number,
     private readonly list: StateRecord[],
   ) {}
 
   /**
-   * Open (creating if needed) the state log of queue file `queueId` whose end record holds
-   * `sha256`. A stale or damaged log is reset; a torn tail is cut off. The log file and its
-   * directory entry are durable when this resolves.
+   * Open the state log of queue file `queueId` whose end record holds `sha256`, when one exists.
+   * A stale or damaged log is reset; a torn tail is cut off. No file is created here: append()
+   * creates it (a message delivered in its first pass never has one).
    */
   static async open(queue_directory: string, queueId: string, sha256: string, o: StateLogOptions = {}): Promise<StateLog> {
     const fs = o.fs ?? nodeFs;
@@ -170,13 +176,11 @@ export class StateLog {
     const file = stateLogPath(queue_directory, queueId);
     const hdr = header(sha256);
     let fh: FileRef;
-    let created = false;
     try {
       fh = await fs.open(file, constants.O_RDWR);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      fh = await fs.open(file, constants.O_RDWR | constants.O_CREAT, 0o600);
-      created = true;
+      return new StateLog(fs, dirSync, null, file, hdr, 0, []);
     }
     try {
       const st = await fh.stat();
@@ -190,7 +194,7 @@ export class StateLog {
       const parsed = parseStateLog(buf.subarray(0, off), sha256);
       let size = off;
       if (!parsed.headerOk) {
-        // New, damaged, or left over from another message with the same id: start afresh.
+        // Damaged, or left over from another message with the same id: start afresh.
         await fh.truncate(0);
         await fs.write(fh, [hdr], 0);
         await fs.syncFile(fh);
@@ -200,8 +204,7 @@ export class StateLog {
         await fs.syncFile(fh);
         size = parsed.goodEnd;
       }
-      if (created) await dirSync.sync(path.dirname(file));
-      return new StateLog(fs, fh, file, size, parsed.headerOk ? parsed.records : []);
+      return new StateLog(fs, dirSync, fh, file, hdr, size, parsed.headerOk ? parsed.records : []);
     } catch (err) {
       await fs.close(fh).catch(() => undefined);
       throw err;
@@ -212,6 +215,11 @@ export class StateLog {
     return this.list;
   }
 
+  /** True when the log file exists (it was there at open, or an append created it). */
+  get exists(): boolean {
+    return this.fh !== null;
+  }
+
   /** Indexes of recipients with a `done` record. */
   doneRecipients(): Set<number> {
     const s = new Set<number>();
@@ -219,26 +227,62 @@ export class StateLog {
     return s;
   }
 
-  /** Append records in one write and fdatasync; resolves when they are durable. Calls are serialised. */
+  /** Append records in one write; resolves after fdatasync (and a directory sync when this created the file). */
   append(...records: StateRecord[]): Promise<void> {
+    return this.write(records, true);
+  }
+
+  /**
+   * Append records in one write without fdatasync: resolves once the write is in the page cache.
+   * That survives a crash of the process but not of the machine, where losing a `done` record means
+   * delivering that recipient again (a duplicate, never a loss; DESIGN invariant 2) — as Postfix's
+   * own in-place "done" marks, which it does not fsync either. sync() makes them durable.
+   */
+  appendUnsynced(...records: StateRecord[]): Promise<void> {
+    return this.write(records, false);
+  }
+
+  private write(list: readonly StateRecord[], durable: boolean): Promise<void> {
     if (this.closed) return Promise.reject(new PosternError('queue', `${this.path}: append after close`));
-    const buf = Buffer.concat(records.map(encodeRecord));
+    const body = Buffer.concat(list.map(encodeRecord));
     const run = this.chain.then(async () => {
-      await this.fs.write(this.fh, [buf], this.size);
-      await this.fs.syncFile(this.fh);
-      this.size += buf.length;
-      this.list.push(...records);
+      let created = false;
+      if (this.fh === null) {
+        this.fh = await this.fs.open(this.path, constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC, 0o600);
+        await this.fs.write(this.fh, [this.header], 0);
+        this.size = this.header.length;
+        created = true;
+      }
+      await this.fs.write(this.fh, [body], this.size);
+      this.size += body.length;
+      this.list.push(...list);
+      this.dirty = true;
+      if (durable) await this.syncNow(created);
     });
     // A failed append leaves `size` where it was: the next append overwrites the partial bytes.
     this.chain = run.catch(() => undefined);
     return run;
   }
 
+  /** Make every record appended so far durable (before the queue file moves to deferred/). */
+  sync(): Promise<void> {
+    const run = this.chain.then(() => this.syncNow(true));
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async syncNow(withDir: boolean): Promise<void> {
+    if (this.fh === null || !this.dirty) return;
+    await this.fs.syncFile(this.fh);
+    this.dirty = false;
+    if (withDir) await this.dirSync.sync(path.dirname(this.path));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.chain;
-    await this.fs.close(this.fh);
+    if (this.fh !== null) await this.fs.close(this.fh);
   }
 }
 
