@@ -21,7 +21,10 @@ import { parseMailFrom, parseRcptTo } from '../proto/smtp/address.js';
 import { type BareNewlinePolicy, bareLfReply, DataReader } from '../proto/smtp/data-reader.js';
 import { type MailParams, parseMailParams, parseRcptParams } from '../proto/smtp/esmtp-params.js';
 import {
+  AUTH_CONTINUE,
+  AUTH_INVALID,
   AUTH_REQUIRED,
+  AUTH_SUCCEEDED,
   BAD_SEQUENCE,
   CANNOT_VRFY,
   DOES_NOT_ACCEPT_MAIL,
@@ -51,6 +54,7 @@ import { printable, receivedHeader, sanitizeHelo } from './received.js';
 import { type CheckSubject, type DeferFlags, Policy } from './restrictions.js';
 import type { ServiceContext } from './service.js';
 import { type Token, tokenize } from './tokens.js';
+import { SaslServer } from '../sasl/index.js';
 
 /** 458 Unable to queue messages for node (RFC 1985 5). */
 const ETRN_UNABLE = 458;
@@ -118,6 +122,8 @@ export class Session implements CheckSubject {
   rcptCount = 0;
   tls: TlsSession | null = null;
   saslUsername: string | null = null;
+  /** The mechanism as the client named it (logged as sasl_method=). */
+  saslMethod: string | null = null;
   illegalPipelining = false;
   smtputf8 = false;
   deferFlags: DeferFlags = { client: null, helo: null, sender: null };
@@ -149,6 +155,8 @@ export class Session implements CheckSubject {
   private discard = new Set<EhloKeyword>();
   private anvilKey: string | null = null;
   private closed = false;
+  /** SASL state, made at the first AUTH (Postfix keeps one per session with the dovecot driver). */
+  private sasl: SaslServer | null = null;
 
   constructor(
     private readonly svc: ServiceContext,
@@ -586,6 +594,12 @@ export class Session implements CheckSubject {
     if (this.keyword('vrfy') && !p.disable_vrfy_command) lines.push('VRFY');
     if (this.keyword('etrn')) lines.push('ETRN');
     if (this.keyword('starttls') && this.svc.tlsLevel !== 'none' && !this.svc.tlsWrapper && this.tls === null && this.svc.tls !== null) lines.push('STARTTLS');
+    const mechs = this.saslMechanisms();
+    if (this.keyword('auth') && mechs.length > 0 && !this.svc.saslException(this.peer.name, this.peer.addr)) {
+      // RFC 4954 3; AUTH= for clients that know only the pre-RFC 2554 draft (broken_sasl_auth_clients).
+      lines.push(`AUTH ${mechs.join(' ')}`);
+      if (p.broken_sasl_auth_clients) lines.push(`AUTH=${mechs.join(' ')}`);
+    }
     if (this.keyword('enhancedstatuscodes')) lines.push('ENHANCEDSTATUSCODES');
     if (this.keyword('8bitmime')) lines.push('8BITMIME');
     if (this.keyword('dsn')) lines.push('DSN');
@@ -623,6 +637,8 @@ export class Session implements CheckSubject {
     this.heloReset();
     this.mailReset();
     this.rcptReset();
+    // RFC 3207 4.2: forget what the client said before TLS, its login included (Postfix re-activates SASL).
+    this.saslReset();
     return this.startTls();
   }
 
@@ -662,14 +678,99 @@ export class Session implements CheckSubject {
 
   // --- AUTH, XCLIENT, XFORWARD ---
 
-  async cmdAuth(_argv: readonly Token[]): Promise<boolean> {
-    if (this.params.smtpd_helo_required && this.helo === null) {
+  /**
+   * Mechanisms offered now: none unless smtpd_sasl_auth_enable; none before TLS with
+   * smtpd_tls_auth_only (Postfix does not activate SASL then); else per security options.
+   */
+  private saslMechanisms(): readonly string[] {
+    if (!this.params.smtpd_sasl_auth_enable || this.svc.userDb === null) return [];
+    if (this.tls === null && this.svc.authOnly) return [];
+    return this.svc.saslMechanisms(this.tls !== null);
+  }
+
+  private saslReset(): void {
+    this.saslUsername = null;
+    this.saslMethod = null;
+    this.sasl = null;
+  }
+
+  /** `334 text` exactly (the space stays when the challenge is empty, as Postfix sends it). */
+  private sendChallenge(text: string): void {
+    this.out.push(`${AUTH_CONTINUE} ${text}\r\n`);
+  }
+
+  /** AUTH (RFC 4954 4), as Postfix smtpd_sasl_auth_cmd() with the dovecot driver. */
+  async cmdAuth(argv: readonly Token[]): Promise<boolean> {
+    const p = this.params;
+    if (!(await this.rateLimit('auth'))) return false;
+    if (p.smtpd_helo_required && this.helo === null) {
       await this.send(BAD_SEQUENCE, '5.5.1', 'Error: send HELO/EHLO first');
       return false;
     }
-    // SASL authentication comes with its own issue; until then AUTH is never offered.
-    await this.send(BAD_SEQUENCE, '5.5.1', 'Error: authentication not enabled');
-    return false;
+    const mechs = this.saslMechanisms();
+    if (mechs.length === 0 || !this.keyword('auth')) {
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: authentication not enabled');
+      return false;
+    }
+    if (this.sender !== null) {
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: MAIL transaction in progress');
+      return false;
+    }
+    if (this.saslUsername !== null) {
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: already authenticated');
+      return false;
+    }
+    if (argv.length < 2 || argv.length > 3) {
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: AUTH mechanism');
+      return false;
+    }
+    const db = this.svc.userDb!;
+    this.sasl ??= new SaslServer(
+      () => this.saslMechanisms(),
+      async (user, password) => {
+        const r = db.verify(user, password);
+        return { ok: r === 'ok', user: user.toLowerCase() };
+      },
+      () => this.svc.authFailureDelay(),
+    );
+    const sasl = this.sasl;
+    const method = printable(argv[1]!.text);
+    let step = await sasl.start(argv[1]!.text, argv.length === 3 ? argv[2]!.text : null);
+    while (step.status === 'more') {
+      this.sendChallenge(step.challenge);
+      this.reader.setLineLimit(p.smtpd_sasl_response_limit);
+      let line: Awaited<ReturnType<Session['readLine']>>;
+      try {
+        line = await this.readLine();
+      } finally {
+        this.reader.setLineLimit(p.line_length_limit);
+      }
+      if (line.truncated) {
+        this.log.warning(`${this.peer.namaddr}: request longer than ${p.smtpd_sasl_response_limit}: ${printable(line.bytes.subarray(0, 30).toString('latin1'))}...`);
+        await this.send(SYNTAX_ERROR, '5.5.6', 'SASL response limit exceeded');
+        return false;
+      }
+      const text = line.bytes.toString('latin1');
+      if (text === '*') {
+        // RFC 4954 4: the client cancels.
+        this.log.warning(`${this.peer.namaddr}: SASL ${method} authentication aborted`);
+        await this.send(PARAM_SYNTAX_ERROR, '5.7.0', 'Authentication aborted');
+        return false;
+      }
+      step = await sasl.next(text);
+    }
+    if (step.status === 'fail') {
+      const reason = step.reason ?? '(reason unavailable)';
+      this.log.warning(`${this.peer.namaddr}: SASL ${method.slice(0, 100)} authentication failed: ${reason}, sasl_username=${sasl.username === null ? '(unavailable)' : printable(sasl.username).slice(0, 100)}`);
+      // RFC 4954 6.
+      await this.send(AUTH_INVALID, '5.7.8', `Error: authentication failed: ${reason}`);
+      return false;
+    }
+    // RFC 4954 6.
+    await this.send(AUTH_SUCCEEDED, '2.7.0', 'Authentication successful');
+    this.saslUsername = printable(step.username);
+    this.saslMethod = method;
+    return true;
   }
 
   async cmdNotAuthorized(): Promise<boolean> {
@@ -752,13 +853,16 @@ export class Session implements CheckSubject {
   }
 
   /** smtpd_client_message_rate_limit / smtpd_client_recipient_rate_limit (anvil). */
-  private async rateLimit(kind: 'mail' | 'rcpt'): Promise<boolean> {
+  private async rateLimit(kind: 'mail' | 'rcpt' | 'auth'): Promise<boolean> {
     const p = this.params;
-    const limit = kind === 'mail' ? p.smtpd_client_message_rate_limit : p.smtpd_client_recipient_rate_limit;
+    const limit = kind === 'mail' ? p.smtpd_client_message_rate_limit : kind === 'rcpt' ? p.smtpd_client_recipient_rate_limit : p.smtpd_client_auth_rate_limit;
     if (limit <= 0 || this.anvilKey === null) return true;
     const rate = this.svc.anvil.event(`${kind}:${this.anvilKey}`, p.anvil_rate_time_unit * 1000);
     if (rate <= limit) return true;
-    if (kind === 'mail') {
+    if (kind === 'auth') {
+      this.log.warning(`AUTH command rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
+      await this.send(MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Error: too many AUTH commands from ${this.peer.addr}`);
+    } else if (kind === 'mail') {
       await this.send(MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Error: too much mail from ${this.peer.addr}`);
       this.log.warning(`Message delivery request rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
     } else {
@@ -780,7 +884,12 @@ export class Session implements CheckSubject {
       throw e;
     }
     this.queueId = this.txn.queueId;
-    this.log.info(`${this.queueId}: client=${this.peer.namaddr}`);
+    // Postfix mail_open_stream(): the SASL login and the MAIL FROM AUTH= address (RFC 4954 5).
+    let sasl = '';
+    if (this.saslMethod !== null) sasl += `, sasl_method=${this.saslMethod}`;
+    if (this.saslUsername !== null) sasl += `, sasl_username=${this.saslUsername}`;
+    if (this.mailParams?.auth) sasl += `, sasl_sender=${this.mailParams.auth}`;
+    this.log.info(`${this.queueId}: client=${this.peer.namaddr}${sasl}`);
     return true;
   }
 
@@ -906,6 +1015,7 @@ export class Session implements CheckSubject {
       myhostname: p.myhostname,
       mailName: p.mail_name,
       withProtocol: this.withProtocol(),
+      authenticatedSender: p.smtpd_sasl_authenticated_header ? this.saslUsername : null,
       queueId: this.queueId ?? 'NOQUEUE',
       recipient: this.rcptCount === 1 ? this.recipient : null,
       date: this.arrival,
