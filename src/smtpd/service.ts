@@ -8,6 +8,9 @@ import * as os from 'node:os';
 import { Cleanup, type CleanupOptions } from '../cleanup/index.js';
 import { buildAddressList, buildMynetworks, type NetworkMatcher } from '../config/mynetworks.js';
 import { openTable } from '../config/tables/index.js';
+import { openUserDb, type UserDb } from '../auth/index.js';
+import { MECHANISMS } from '../sasl/index.js';
+import { PosternError } from '../errors.js';
 import type { Params } from '../config/types.js';
 import type { Log, Logger } from '../log/index.js';
 import { receivedTlsLines, SmtpdTls, type SmtpdTlsLevel, smtpdTlsLevel, type TlsSession } from '../tls/index.js';
@@ -19,6 +22,8 @@ import { Policy } from './restrictions.js';
 export interface SmtpdHooks {
   /** ETRN (RFC 1985): deliver deferred mail for a site now. The queue issue provides it. */
   etrn?(site: string): Promise<void>;
+  /** Wait after a failed SASL login (default 2 s, Dovecot's auth_failure_delay); tests pass a shorter one. */
+  authFailureDelay?(): Promise<void>;
 }
 
 export interface ServiceContext {
@@ -42,7 +47,33 @@ export interface ServiceContext {
   receivedTlsLines(s: TlsSession): string[];
   /** local_header_rewrite_clients / always_add_missing_headers: complete headers as local mail. */
   addMissingHeaders(addr: string, sasl: boolean): boolean;
+  /** The SASL user database (smtpd_sasl_auth_enable = yes), else null. */
+  readonly userDb: UserDb | null;
+  /** smtpd_tls_auth_only, implied by smtpd_tls_security_level = encrypt and wrappermode. */
+  readonly authOnly: boolean;
+  /** Mechanisms offered with or without TLS (smtpd_sasl_[tls_]security_options, smtpd_sasl_mechanism_filter). */
+  saslMechanisms(tls: boolean): readonly string[];
+  /** smtpd_sasl_exceptions_networks: do not announce AUTH to this client. */
+  saslException(name: string, addr: string): boolean;
+  authFailureDelay(): Promise<void>;
 }
+
+/**
+ * The mechanisms left after a security options list (Dovecot flags PLAIN and LOGIN "plaintext",
+ * so `noplaintext` removes both; `noanonymous` has nothing to remove) and smtpd_sasl_mechanism_filter.
+ */
+export function saslMechanismList(options: readonly string[], filter: readonly string[], warn: (t: string) => void): string[] {
+  const opts = new Set(options.map((o) => o.toLowerCase()));
+  let mechs = opts.has('noplaintext') ? [] : [...MECHANISMS];
+  if (filter.length > 0) {
+    const keep = wordMatcher(filter, warn);
+    mechs = mechs.filter((m) => keep(m));
+  }
+  return mechs;
+}
+
+/** Dovecot's auth_failure_delay default: a failed login is answered after 2 s. */
+const AUTH_FAILURE_DELAY_MS = 2000;
 
 /** A word list as Postfix string_list: words (case-insensitive), `!word`, inline regexp/pcre tables, other tables. */
 export function wordMatcher(values: readonly string[], warn: (t: string) => void): (word: string) => boolean {
@@ -141,6 +172,19 @@ export async function buildService(o: BuildOptions): Promise<ServiceContext> {
   const local = inetInterfaces(p);
   const mynetworks = buildMynetworks(p);
   const rewriteClients = p.local_header_rewrite_clients.map((s) => s.toLowerCase());
+  let userDb: UserDb | null = null;
+  let mechsPlain: readonly string[] = [];
+  let mechsTls: readonly string[] = [];
+  if (p.smtpd_sasl_auth_enable) {
+    userDb = openUserDb(p, warn);
+    mechsPlain = saslMechanismList(p.smtpd_sasl_security_options, p.smtpd_sasl_mechanism_filter, warn);
+    mechsTls = saslMechanismList(p.smtpd_sasl_tls_security_options, p.smtpd_sasl_mechanism_filter, warn);
+    if (mechsPlain.length === 0 && mechsTls.length === 0) {
+      // Postfix: "fatal: no SASL authentication mechanisms" / "... discards all mechanisms in ...".
+      throw new PosternError('auth', `smtpd_sasl_mechanism_filter, smtpd_sasl_security_options and smtpd_sasl_tls_security_options discard all mechanisms in '${MECHANISMS.join(' ')}'`);
+    }
+  }
+  const saslExceptions = p.smtpd_sasl_exceptions_networks.length > 0 ? listOf('smtpd_sasl_exceptions_networks', p.smtpd_sasl_exceptions_networks) : null;
   return {
     params: p,
     serviceName: o.serviceName,
@@ -171,5 +215,10 @@ export async function buildService(o: BuildOptions): Promise<ServiceContext> {
       }
       return false;
     },
+    userDb,
+    authOnly: p.smtpd_tls_auth_only || tlsLevel === 'encrypt' || tlsWrapper,
+    saslMechanisms: (tls) => (tls ? mechsTls : mechsPlain),
+    saslException: (_name, addr) => saslExceptions?.matches(addr) ?? false,
+    authFailureDelay: () => (o.hooks.authFailureDelay ? o.hooks.authFailureDelay() : new Promise((r) => setTimeout(r, AUTH_FAILURE_DELAY_MS))),
   };
 }
