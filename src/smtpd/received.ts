@@ -41,6 +41,28 @@ export function quoteLocal(address: string): string {
   return `"${local.replace(/(["\\])/g, '\\$1')}"${rest}`;
 }
 
+/**
+ * Postfix comment_sanitize(): text that is safe inside an RFC 5322 comment: controls become '?',
+ * backslashes and parentheses that would end or nest the comment are escaped.
+ */
+export function commentSanitize(s: string): string {
+  let depth = 0;
+  let out = '';
+  for (const ch of printable(s)) {
+    if (ch === '\\') out += '\\\\';
+    else if (ch === '(') {
+      depth++;
+      out += ch;
+    } else if (ch === ')') {
+      if (depth > 0) {
+        depth--;
+        out += ch;
+      } else out += '\\)';
+    } else out += ch;
+  }
+  return out + ')'.repeat(depth);
+}
+
 export interface ReceivedFacts {
   /** Sanitized HELO name, or null when the client sent none. */
   readonly helo: string | null;
@@ -51,7 +73,9 @@ export interface ReceivedFacts {
   readonly tlsLines: readonly string[];
   readonly myhostname: string;
   readonly mailName: string;
-  /** SMTP, ESMTP, ESMTPS, UTF8SMTP, UTF8SMTPS, ... */
+  /** smtpd_sasl_authenticated_header = yes: the SASL login, shown as `(Authenticated sender: x)`. */
+  readonly authenticatedSender?: string | null;
+  /** SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP, UTF8SMTPS, ... (RFC 3848) */
   readonly withProtocol: string;
   readonly queueId: string;
   /** The only recipient, or null when there are several. */
@@ -63,6 +87,7 @@ export interface ReceivedFacts {
 export function receivedHeader(f: ReceivedFacts): string[] {
   const lines: string[] = [`Received: from ${f.helo ?? f.clientName} (${f.clientName} [${f.rfcAddr}])`];
   for (const t of f.tlsLines) lines.push(`\t${t}`);
+  if (f.authenticatedSender) lines.push(`\t(Authenticated sender: ${commentSanitize(f.authenticatedSender)})`);
   if (f.recipient !== null) {
     lines.push(`\tby ${f.myhostname} (${f.mailName}) with ${f.withProtocol} id ${f.queueId}`);
     lines.push(`\tfor <${quoteLocal(f.recipient)}>; ${mailDate(f.date.getTime())}`);
