@@ -19,7 +19,7 @@ import type { Params } from '../config/types.js';
 import { type AccessOptions, accessLookup, type LookupTable, openTable } from '../config/tables/index.js';
 import { buildMynetworks, type NetworkMatcher } from '../config/mynetworks.js';
 import { PosternError } from '../errors.js';
-import { BAD_SEQUENCE, DOMAIN_DOES_NOT_ACCEPT_MAIL, LOCAL_ERROR, MAILBOX_UNAVAILABLE, MAILBOX_UNAVAILABLE_TEMP } from '../proto/smtp/codes.js';
+import { BAD_SEQUENCE, DOMAIN_DOES_NOT_ACCEPT_MAIL, LOCAL_ERROR, MAILBOX_NAME_NOT_ALLOWED, MAILBOX_UNAVAILABLE, MAILBOX_UNAVAILABLE_TEMP } from '../proto/smtp/codes.js';
 import { type Reply, reply } from '../proto/smtp/reply.js';
 import type { AddressResolver } from './address-class.js';
 import { type Peer, type Resolver, validHostname } from './peer.js';
@@ -202,6 +202,52 @@ export class Policy {
         `in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: ${RELAY_REQUIRED.slice(0, -1).join(', ')} or ${RELAY_REQUIRED[RELAY_REQUIRED.length - 1]}`,
       );
     }
+  }
+
+  /** smtpd_sender_login_maps opened at first use. */
+  private loginMaps: LookupTable[] | null = null;
+
+  /** The owners (SASL logins) of a sender address: address, then @domain (Postfix mail_addr_find()). */
+  private senderOwners(sender: string, warn: (t: string) => void): string | undefined {
+    if (this.loginMaps === null) {
+      this.loginMaps = [];
+      for (const spec of this.params.smtpd_sender_login_maps.flatMap((v) => splitList(v))) {
+        try {
+          this.loginMaps.push(openTable(spec));
+        } catch (e) {
+          warn(`${spec}: table unavailable: ${(e as Error).message}`);
+        }
+      }
+    }
+    const addr = sender.toLowerCase();
+    const at = addr.lastIndexOf('@');
+    const keys = at > 0 ? [addr, addr.slice(at)] : [addr];
+    for (const key of keys) {
+      for (const t of this.loginMaps) {
+        const v = t.get(key);
+        if (v !== undefined) return v;
+      }
+    }
+    return undefined;
+  }
+
+  /** reject_{authenticated,unauthenticated,known,}_sender_login_mismatch (smtpd_check.c). */
+  private senderLoginMismatch(ev: Evaluation, name: string, sender: string): Status {
+    const s = ev.s;
+    if (this.params.smtpd_sender_login_maps.length === 0) return 'dunno';
+    const owners = this.senderOwners(sender, (t) => s.warning(t));
+    const authCheck = name === 'reject_sender_login_mismatch' || name === 'reject_authenticated_sender_login_mismatch' || name === 'reject_known_sender_login_mismatch';
+    const unauthCheck = name !== 'reject_authenticated_sender_login_mismatch';
+    if (s.saslUsername !== null) {
+      if (!authCheck) return 'dunno';
+      if (owners === undefined && name === 'reject_known_sender_login_mismatch') return 'dunno';
+      const user = s.saslUsername.toLowerCase();
+      const found = (owners ?? '').split(/[\s,]+/).some((o) => o !== '' && o.toLowerCase() === user);
+      if (!found) return this.reject(ev, MAILBOX_NAME_NOT_ALLOWED, '5.7.1', `<${sender}>: Sender address rejected: not owned by user ${s.saslUsername}`);
+      return 'dunno';
+    }
+    if (unauthCheck && owners !== undefined) return this.reject(ev, MAILBOX_NAME_NOT_ALLOWED, '5.7.1', `<${sender}>: Sender address rejected: not logged in`);
+    return 'dunno';
   }
 
   private openAccessTable(spec: string, warn: (t: string) => void): void {
@@ -621,6 +667,14 @@ export class Policy {
           break;
         case 'reject_unlisted_sender':
           if (s.sender) status = this.checkSenderMaps(ev, s.sender);
+          break;
+        // SASL login vs sender (smtpd_sender_login_maps); reject_sender_login_mismatch = both checks.
+        case 'reject_sender_login_mismatch':
+        case 'reject_authenticated_sender_login_mismatch':
+        case 'reject_known_sender_login_mismatch':
+        case 'reject_unauthenticated_sender_login_mismatch':
+          if (!this.params.smtpd_sasl_auth_enable) s.warning(`restriction \`${name}' ignored: no SASL support`);
+          else if (s.sender) status = this.senderLoginMismatch(ev, name, s.sender);
           break;
         // recipient
         case CHECK_RECIP_ACL:
