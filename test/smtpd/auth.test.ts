@@ -1,0 +1,150 @@
+/**
+ * SMTP AUTH (RFC 4954) over real sockets: EHLO keywords, PLAIN and LOGIN, every refusal with the
+ * reply and log line Postfix 3.7 + Dovecot 2.3 give (observed side by side, see
+ * auth-side-by-side.test.ts), permit_sasl_authenticated, sender login maps, Received: and logs.
+ */
+import * as assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { hashPassword } from '../../src/auth/index.js';
+import { smtpdCounters } from '../../src/smtpd/index.js';
+import { type StartedPostern, startPostern } from '../harness/postern.js';
+import { SmtpClient } from '../harness/smtp-client.js';
+
+const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+const texts = (lines: readonly string[]): string[] => lines.map((l) => l.slice(l.indexOf(']: ') + 3));
+
+/** A passwd-file with alice (SHA512-CRYPT) and bob (PLAIN), in a temp dir. */
+function userFile(): { dir: string; file: string } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-auth-'));
+  const file = path.join(dir, 'users');
+  writeFileSync(file, `# test users\nalice:${hashPassword('SHA512-CRYPT', 'secret')}::::::\n\nbob:{PLAIN}hunter2\ncarol:{BLF-CRYPT}$2y$05$abc\n`);
+  return { dir, file };
+}
+
+/** Failure delays observed by the test (each one is Dovecot's auth_failure_delay in production). */
+let delays = 0;
+const hooks = {
+  authFailureDelay: async (): Promise<void> => {
+    delays++;
+  },
+};
+
+async function ehlo(c: SmtpClient): Promise<string> {
+  await c.read();
+  return c.cmd('EHLO client.example.test');
+}
+
+describe('smtpd: SMTP AUTH without TLS', () => {
+  let pt: StartedPostern;
+  let users: { dir: string; file: string };
+  before(async () => {
+    users = userFile();
+    pt = await startPostern({
+      mainCf: ['smtpd_sasl_auth_enable = yes', `smtpd_sasl_path = ${users.file}`, 'smtpd_soft_error_limit = 30', 'mynetworks = 127.0.0.2/32', 'smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination'].join('\n'),
+      hooks,
+    });
+  });
+  after(async () => {
+    await pt?.stop();
+    rmSync(users.dir, { recursive: true, force: true });
+    assert.equal(smtpdCounters.exceptions, 0);
+  });
+
+  it('smtpd: EHLO offers AUTH PLAIN LOGIN after ETRN, and PLAIN with an initial response logs in', async () => {
+    const c = await SmtpClient.connect(pt.port4);
+    const r = await ehlo(c);
+    assert.match(r, /\n250-ETRN\n250-AUTH PLAIN LOGIN\n250-ENHANCEDSTATUSCODES\n/);
+    assert.equal(await c.cmd(`AUTH PLAIN ${b64('\0alice\0secret')}`), '235 2.7.0 Authentication successful');
+    assert.equal(await c.cmd(`AUTH PLAIN ${b64('\0alice\0secret')}`), '503 5.5.1 Error: already authenticated');
+    assert.equal(await c.cmd('MAIL FROM:<alice@client.example.test> AUTH=<alice@client.example.test>'), '250 2.1.0 Ok');
+    assert.equal(await c.cmd('AUTH LOGIN'), '503 5.5.1 Error: MAIL transaction in progress');
+    assert.equal(await c.cmd('RCPT TO:<carol@far.example>'), '250 2.1.5 Ok');
+    assert.equal(await c.cmd('DATA'), '354 End data with <CR><LF>.<CR><LF>');
+    const q = /queued as (\w+)/.exec(await c.cmd('Subject: hi\r\n\r\nhello\r\n.'));
+    assert.ok(q);
+    await c.cmd('QUIT');
+    await pt.waitFor(/disconnect from unknown\[127\.0\.0\.1\] ehlo=1 auth=1\/3 mail=1 rcpt=1 data=1 quit=1 commands=6\/8/);
+    assert.ok(texts(pt.lines()).includes(`${q[1]}: client=unknown[127.0.0.1], sasl_method=PLAIN, sasl_username=alice, sasl_sender=<alice@client.example.test>`));
+    const m = await pt.message(q[1]!);
+    assert.match(m.content, /^Received: from client\.example\.test \(unknown \[127\.0\.0\.1\]\)\r?\n\tby mx\.example\.test \(Postfix\) with ESMTPA id \w+\r?\n/);
+    assert.doesNotMatch(m.content, /Authenticated sender/);
+  });
+
+  it('smtpd: relay to a foreign domain is refused without AUTH (554 5.7.1 Relay access denied)', async () => {
+    const c = await SmtpClient.connect(pt.port4);
+    await ehlo(c);
+    assert.equal(await c.cmd('MAIL FROM:<x@client.example.test>'), '250 2.1.0 Ok');
+    assert.equal(await c.cmd('RCPT TO:<carol@far.example>'), '554 5.7.1 <carol@far.example>: Relay access denied');
+    await c.cmd('QUIT');
+  });
+
+  it('smtpd: LOGIN with challenges, lower-case mechanism name, user name case-insensitive', async () => {
+    const c = await SmtpClient.connect(pt.port4);
+    await ehlo(c);
+    assert.equal(await c.cmd('AUTH login'), '334 VXNlcm5hbWU6');
+    assert.equal(await c.cmd(b64('Bob')), '334 UGFzc3dvcmQ6');
+    assert.equal(await c.cmd(b64('hunter2')), '235 2.7.0 Authentication successful');
+    assert.equal(await c.cmd('MAIL FROM:<b@client.example.test>'), '250 2.1.0 Ok');
+    assert.equal(await c.cmd('RCPT TO:<carol@far.example>'), '250 2.1.5 Ok');
+    await c.cmd('QUIT');
+    await pt.waitFor(/client=unknown\[127\.0\.0\.1\], sasl_method=login, sasl_username=bob$/);
+  });
+
+  it('smtpd: failures: wrong password, unknown user, bad mechanism, bad base64, cancel, authzid, counted as errors', async () => {
+    const before = pt.lines().length;
+    const d0 = delays;
+    const c = await SmtpClient.connect(pt.port4);
+    await ehlo(c);
+    const fail = '535 5.7.8 Error: authentication failed: (reason unavailable)';
+    assert.equal(await c.cmd(`AUTH PLAIN ${b64('\0alice\0wrong')}`), fail);
+    assert.equal(await c.cmd(`AUTH PLAIN ${b64('\0nobody\0wrong')}`), fail);
+    assert.equal(await c.cmd('AUTH FOO'), '535 5.7.8 Error: authentication failed: Invalid authentication mechanism');
+    assert.equal(await c.cmd('AUTH'), '501 5.5.4 Syntax: AUTH mechanism');
+    assert.equal(await c.cmd('AUTH PLAIN a b'), '501 5.5.4 Syntax: AUTH mechanism');
+    assert.equal(await c.cmd('AUTH PLAIN'), '334 ');
+    assert.equal(await c.cmd('*'), '501 5.7.0 Authentication aborted');
+    assert.equal(await c.cmd('AUTH PLAIN'), '334 ');
+    assert.equal(await c.cmd('!!!'), '535 5.7.8 Error: authentication failed: Invalid base64 data in continued response');
+    assert.equal(await c.cmd('AUTH PLAIN !!!'), '535 5.7.8 Error: authentication failed: Invalid base64 data in initial response');
+    assert.equal(await c.cmd('AUTH PLAIN abc'), '535 5.7.8 Error: authentication failed: Invalid base64 data in initial response');
+    assert.equal(await c.cmd('AUTH PLAIN ='), fail);
+    assert.equal(await c.cmd(`AUTH PLAIN ${b64('carol\0alice\0secret')}`), fail);
+    assert.equal(await c.cmd('AUTH LOGIN ='), '334 VXNlcm5hbWU6');
+    assert.equal(await c.cmd(''), fail);
+    assert.equal(await c.cmd(`AUTH PLAIN ${b64('\0carol\0x')}`), fail);
+    assert.equal(await c.cmd(`AUTH PLAIN ${b64('alice\0alice\0secret')}`), '235 2.7.0 Authentication successful');
+    await c.cmd('QUIT');
+    await pt.waitFor(/ehlo=1 auth=1\/14 quit=1 commands=3\/16$/);
+    // Only failed credential checks wait (Dovecot auth_failure_delay); protocol errors do not.
+    assert.equal(delays - d0, 6);
+    const log = texts(pt.lines().slice(before)).filter((l) => l.startsWith('warning:'));
+    assert.deepEqual(log, [
+      'warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=alice',
+      'warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=nobody',
+      'warning: unknown[127.0.0.1]: SASL FOO authentication failed: Invalid authentication mechanism, sasl_username=nobody',
+      'warning: unknown[127.0.0.1]: SASL PLAIN authentication aborted',
+      'warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: Invalid base64 data in continued response, sasl_username=nobody',
+      'warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: Invalid base64 data in initial response, sasl_username=nobody',
+      'warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: Invalid base64 data in initial response, sasl_username=(unavailable)',
+      'warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=(unavailable)',
+      'warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=alice',
+      'warning: unknown[127.0.0.1]: SASL LOGIN authentication failed: (reason unavailable), sasl_username=',
+      `warning: ${users.file}, line 5: user carol: password scheme BLF-CRYPT: unknown password scheme BLF-CRYPT; authentication fails`,
+      'warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: (reason unavailable), sasl_username=carol',
+    ]);
+    assert.ok(!pt.lines().some((l) => /secret|hunter2|wrong/.test(l)), 'no password in the log');
+  });
+
+  it('smtpd: a SASL response longer than smtpd_sasl_response_limit', async () => {
+    const c = await SmtpClient.connect(pt.port4);
+    await ehlo(c);
+    assert.equal(await c.cmd('AUTH LOGIN'), '334 VXNlcm5hbWU6');
+    assert.equal(await c.cmd('QUFB'.repeat(3100)), '500 5.5.6 SASL response limit exceeded');
+    assert.equal(await c.cmd('NOOP'), '250 2.0.0 Ok');
+    await c.cmd('QUIT');
+    await pt.waitFor(/warning: unknown\[127\.0\.0\.1\]: request longer than 12288: QUFBQUFBQUFBQUFBQUFBQUFBQUFBQU\.\.\./);
+  });
+});
