@@ -211,7 +211,7 @@ export class Policy {
   private senderOwners(sender: string, warn: (t: string) => void): string | undefined {
     if (this.loginMaps === null) {
       this.loginMaps = [];
-      for (const spec of this.params.smtpd_sender_login_maps.flatMap((v) => splitList(v))) {
+      for (const spec of this.params.smtpd_sender_login_maps) {
         try {
           this.loginMaps.push(openTable(spec));
         } catch (e) {
