@@ -27,6 +27,8 @@ const COMMANDS: Readonly<Record<string, CommandEntry>> = {
   postqueue: { summary: 'list (-p, -j) or flush (-f, -i, -s) the queue, as postqueue(1)', load: async () => (await import('./postqueue.js')).main },
   postsuper: { summary: 'delete, hold, release, requeue queued mail, as postsuper(1)', load: async () => (await import('./postsuper.js')).main },
   postcat: { summary: 'show a queued message, as postcat(1)', load: async () => (await import('./postcat.js')).main },
+  user: { summary: 'add, change, delete or list SMTP AUTH users (Dovecot passwd-file)', load: async () => (await import('./user.js')).main },
+  pw: { summary: 'print a password hash for a passwd-file, as doveadm pw', load: async () => (await import('./pw.js')).main },
 };
 
 /**
