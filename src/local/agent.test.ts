@@ -419,6 +419,106 @@ describe('local agent', { concurrency: false }, () => {
   });
 });
 
+describe('local agent: ~/.forward', { concurrency: false }, () => {
+  const fwd = (user: string, name = '.forward'): string => path.join(tmp, 'home', user, name);
+  async function writeForward(user: string, text: string, o: { name?: string; mode?: number; uid?: number } = {}): Promise<string> {
+    const file = fwd(user, o.name);
+    await fsp.writeFile(file, text);
+    await fsp.chmod(file, o.mode ?? 0o644);
+    if (isRoot) await fsp.chown(file, o.uid ?? (user === 'bob' ? 1000 : 1001), 1000);
+    return file;
+  }
+  async function clearForwards(): Promise<void> {
+    for (const u of ['bob', 'carol']) for (const n of ['.forward', '.forward+lists']) await fsp.rm(fwd(u, n), { force: true });
+  }
+  const reasons = (st: LocalDeliveryStatus): string[][] =>
+    (st.expanded ?? [{ action: st.action, reason: st.reason, address: '', dsn: st.dsn }]).map((l) => [l.action, l.reason.replace(/^forwarded as \S+$/, 'forwarded as ID')]);
+
+  test('local: ~/.forward to another local user and a remote address resubmits one copy to both, the mailbox gets nothing', async () => {
+    await clearMaildirs();
+    await clearForwards();
+    await writeForward('bob', '# my forward\ncarol, someone@elsewhere.example\n');
+    const s = setup();
+    const st = only(await s.agent.deliver(await s.queue({ rcpts: ['bob@example.test'] })));
+    assert.equal(st.dsn, '2.0.0');
+    // One resubmitted copy for both (same Delivered-To and sender), as Postfix's forward_append().
+    assert.deepEqual(reasons(st), [['relayed', 'forwarded as ID']]);
+    const qid = /^forwarded as (\S+)$/.exec(st.reason)![1]!;
+    const f = await queued(qid);
+    assert.deepEqual(f.rcpts.sort(), ['carol@mx.example.test', 'someone@elsewhere.example'].sort());
+    assert.match(f.text, /\r\nDelivered-To: bob@example\.test\r\n/, 'Delivered-To: names the .forward owner (prepend_delivered_header has forward)');
+    assert.deepEqual(await maildirFiles('bob'), []);
+    await clearForwards();
+  });
+
+  test('local: ~/.forward that keeps a copy with \\user (or plain user) delivers it to the mailbox', async () => {
+    for (const self of ['\\bob', 'bob']) {
+      await clearMaildirs();
+      await clearForwards();
+      await writeForward('bob', `${self}, someone@elsewhere.example\n`);
+      const s = setup();
+      const st = only(await s.agent.deliver(await s.queue({ rcpts: ['bob@example.test'] })));
+      assert.deepEqual(reasons(st), [
+        ['delivered', 'delivered to maildir'],
+        ['relayed', 'forwarded as ID'],
+      ], self);
+      assert.equal((await maildirFiles('bob')).length, 1, self);
+    }
+    await clearForwards();
+  });
+
+  test('local: a |command in ~/.forward runs with the user\'s rights; allow_mail_to_commands without forward refuses it', async () => {
+    await clearForwards();
+    const out = path.join(tmp, 'out', 'fwd-cmd.txt');
+    await fsp.rm(out, { force: true });
+    await writeForward('bob', `"|cat > ${out}"\n`);
+    const s = setup();
+    const st = only(await s.agent.deliver(await s.queue({ rcpts: ['bob@example.test'] })));
+    assert.deepEqual([st.dsn, st.reason], ['2.0.0', `delivered to command: cat > ${out}`]);
+    assert.match(await fsp.readFile(out, 'utf8'), /\nDelivered-To: bob@example\.test\n[\s\S]*\n\nHello\.\n$/);
+    if (isRoot) assert.equal((await fsp.stat(out)).uid, 1000, 'the command ran as bob, not default_privs');
+    const s2 = setup('allow_mail_to_commands = alias');
+    const st2 = only(await s2.agent.deliver(await s2.queue({ rcpts: ['bob@example.test'] })));
+    assert.deepEqual([st2.dsn, st2.reason], ['5.7.1', 'mail to command is restricted']);
+    await clearForwards();
+  });
+
+  test('local: a world-writable or foreign-owned ~/.forward is ignored with Postfix\'s warning; the mailbox gets the mail', async () => {
+    await clearMaildirs();
+    await clearForwards();
+    const file = await writeForward('bob', 'someone@elsewhere.example\n', { mode: 0o666 });
+    await fsp.chmod(file, 0o666);
+    const s = setup();
+    const st = only(await s.agent.deliver(await s.queue({ rcpts: ['bob@example.test'] })));
+    assert.deepEqual([st.dsn, st.reason], ['2.0.0', 'delivered to maildir']);
+    assert.ok(s.log.texts().includes(`warning: file ${file} is world writable`), s.log.texts().join('\n'));
+    if (isRoot) {
+      await writeForward('bob', 'someone@elsewhere.example\n', { uid: 1001 });
+      const s2 = setup();
+      const st2 = only(await s2.agent.deliver(await s2.queue({ rcpts: ['bob@example.test'] })));
+      assert.deepEqual([st2.dsn, st2.reason], ['2.0.0', 'delivered to maildir']);
+      assert.ok(s2.log.texts().includes(`warning: file ${file} has bad owner uid 1001`), s2.log.texts().join('\n'));
+    }
+    await clearForwards();
+  });
+
+  test('local: user+ext uses ~/.forward+ext first, ~/.forward otherwise; forward_path empty disables both', async () => {
+    await clearMaildirs();
+    await clearForwards();
+    await writeForward('bob', 'lists@elsewhere.example\n', { name: '.forward+lists' });
+    await writeForward('bob', 'plain@elsewhere.example\n');
+    const s = setup();
+    const a = only(await s.agent.deliver(await s.queue({ rcpts: ['bob+lists@example.test'] })));
+    assert.deepEqual((await queued(/^forwarded as (\S+)$/.exec(a.reason)![1]!)).rcpts, ['lists@elsewhere.example']);
+    const b = only(await s.agent.deliver(await s.queue({ rcpts: ['bob+other@example.test'] })));
+    assert.deepEqual((await queued(/^forwarded as (\S+)$/.exec(b.reason)![1]!)).rcpts, ['plain@elsewhere.example']);
+    const s2 = setup('forward_path =');
+    const c = only(await s2.agent.deliver(await s2.queue({ rcpts: ['bob@example.test'] })));
+    assert.deepEqual([c.dsn, c.reason], ['2.0.0', 'delivered to maildir']);
+    await clearForwards();
+  });
+});
+
 test('local: split_addr keeps postmaster, owner-x and x-request whole', () => {
   assert.deepEqual(splitAddr('bob+tag', '+'), { user: 'bob', extension: 'tag' });
   assert.deepEqual(splitAddr('bob-tag+x', '+-'), { user: 'bob', extension: 'tag+x' });

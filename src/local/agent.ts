@@ -19,14 +19,16 @@
  * recipient_delimiter extensions (`user+tag`) are looked up without the tag after the full form
  * fails; Delivered-To: keeps the full recipient address (frozen_delivered_to).
  *
- * Not done here (Postfix does them): .forward files (forward_path), mailbox_transport,
+ * ~/.forward files (forward_path) come before the mailbox (see dotforward()).
+ *
+ * Not done here (Postfix does them): mailbox_transport,
  * fallback_transport and *_transport_maps (hand-off to another transport needs qmgr), mailbox
  * locking other than dotlock, biff. Recipients that would need them are deferred with a warning.
  *
  * Runs as root (or the mail owner in tests); commands and files run with the rights of the alias
  * file's owner, of an :include: file's owner, or default_privs, never as root.
  */
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Params } from '../config/types.js';
@@ -43,7 +45,7 @@ import { openMessage, type QueueFile } from '../queue/file.js';
 import { AliasMapError, type AliasTable, openAliasMaps } from './aliases.js';
 import { deliverToCommand } from './command.js';
 import { LocalDomains } from './domains.js';
-import { localExpand } from './expand.js';
+import { localExpand, localExpandChecked } from './expand.js';
 import type { Resubmit } from './forward.js';
 import { copyHeaders, deliveredToAddresses, loopKey } from './headers.js';
 import { type PasswdEntry, type PasswdFile, passwdFile } from './passwd.js';
@@ -301,7 +303,98 @@ class Expansion {
         }
       }
     }
+    // Delivery to a local user: ~/.forward first, then the mailbox.
+    if (await this.dotforward(st)) return;
     if (!(await this.mailbox(st))) await this.unknown(st);
+  }
+
+  /**
+   * local/dotforward.c deliver_dotforward(): true when a .forward file took the recipient.
+   *
+   * The first forward_path entry that expands without an unset name and exists is used. The file
+   * must be a regular file owned by the recipient (or root) and not world writable, else Postfix's
+   * warning and mailbox delivery. Its members are delivered with the recipient's rights (|command,
+   * /file where allow_mail_to_commands / allow_mail_to_files name `forward`); other local users and
+   * remote addresses are resubmitted (owner = the recipient). A user who lists herself (`\user` or
+   * `user`) gets the copy in her mailbox: the second visit finds the file being expanded.
+   */
+  private async dotforward(st0: St): Promise<boolean> {
+    if (this.p.forward_path.length === 0) return false;
+    let pw: PasswdEntry | null;
+    try {
+      pw = await this.a.passwd.getpwnam(st0.user);
+    } catch (err) {
+      this.log.warning(`error looking up passwd info for ${st0.user}: ${errText(err)}`);
+      this.leaf(st0, '4.0.0', 'user lookup error');
+      return true;
+    }
+    if (pw === null) return false;
+    let st: St = { ...st0, level: st0.level + 1, rights: toRights(pw), expType: 'forward', owner: st0.user };
+    const delimiter = st.extension !== null ? (st.local[st.user.length] ?? null) : null;
+    const attrs = {
+      user: st.user,
+      home: pw.dir,
+      shell: pw.shell,
+      recipient: st.address,
+      extension: st.extension,
+      domain: st.domain,
+      local: st.local,
+      recipient_delimiter: delimiter,
+    };
+    let found: { file: string; info: Stats } | null = null;
+    for (const entry of this.p.forward_path) {
+      const e = localExpandChecked(entry, attrs, this.p.forward_expansion_filter);
+      if (e.undefinedUsed || e.value === '') continue;
+      try {
+        found = { file: e.value, info: await fsp.lstat(e.value) };
+      } catch {
+        continue;
+      }
+      const prop = this.p.propagate_unmatched_extensions.some((x) => x.toLowerCase() === 'forward');
+      if (e.extensionMatched || !prop) st = { ...st, unmatched: null };
+      break;
+    }
+    if (found === null) return false;
+    const { file, info } = found;
+    const key = `forward ${file}`;
+    if (this.dup.has(key)) return this.dup.has(`forward-done ${file}`);
+    this.dup.add(key);
+    st = { ...st, expFrom: st.local };
+    if (!info.isFile()) {
+      this.log.warning(`file ${file} is not a regular file`);
+      return false;
+    }
+    if (info.uid !== 0 && info.uid !== pw.uid) {
+      this.log.warning(`file ${file} has bad owner uid ${info.uid}`);
+      return false;
+    }
+    if ((info.mode & 0o002) !== 0) {
+      this.log.warning(`file ${file} is world writable`);
+      return false;
+    }
+    let text: string;
+    try {
+      // O_NOFOLLOW: the lstat above saw a regular file; a symlink swapped in since is refused.
+      const fh = await fsp.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      try {
+        text = await fh.readFile('utf8');
+      } finally {
+        await fh.close();
+      }
+    } catch (err) {
+      this.log.warning(`cannot open file ${file}: ${errText(err)}`);
+      return false;
+    }
+    // RFC 3461 5.2.7: SUCCESS is not passed on to the forwarding addresses.
+    st = { ...st, notify: dropSuccess(st.notify) };
+    let count = 0;
+    for (const line of text.split('\n')) {
+      if (line.startsWith('#')) continue;
+      count += await this.tokenString(st, line);
+    }
+    if (count === 0) return false;
+    this.dup.add(`forward-done ${file}`);
+    return true;
   }
 
   /** local/alias.c deliver_alias(): true when `name` is an alias (the expansion was delivered). */

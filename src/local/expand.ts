@@ -7,6 +7,39 @@
 export type ExpandAttrs = Readonly<Record<string, string | null | undefined>>;
 
 export function localExpand(template: string, attrs: ExpandAttrs): string {
+  return localExpandChecked(template, attrs).value;
+}
+
+export interface Expanded {
+  readonly value: string;
+  /** A plain `$name`/`${name}` named an attribute that is not set (null/undefined): mac_expand's MAC_PARSE_UNDEF. */
+  readonly undefinedUsed: boolean;
+  /** `$extension` (any form) had a value: local_expand's LOCAL_EXP_EXTENSION_MATCHED. */
+  readonly extensionMatched: boolean;
+}
+
+/**
+ * localExpand with Postfix's status bits (forward_path skips an entry that used an unset name);
+ * `filter`: characters allowed in substituted values, others become `_` (forward_expansion_filter).
+ */
+export function localExpandChecked(template: string, attrs: ExpandAttrs, filter?: string): Expanded {
+  const state = { undefinedUsed: false, extensionMatched: false };
+  const allowed = filter === undefined ? null : new Set(filter);
+  const clean = (v: string): string => (allowed === null ? v : Array.from(v, (c) => (allowed.has(c) ? c : '_')).join(''));
+  const look = (name: string, plain: boolean): string => {
+    const v = attrs[name];
+    if (name === 'extension' && v !== null && v !== undefined) state.extensionMatched = true;
+    if (v === null || v === undefined) {
+      if (plain) state.undefinedUsed = true;
+      return '';
+    }
+    return clean(v);
+  };
+  const value = expandWith(template, look);
+  return { value, ...state };
+}
+
+function expandWith(template: string, look: (name: string, plain: boolean) => string): string {
   let out = '';
   let i = 0;
   while (i < template.length) {
@@ -34,9 +67,9 @@ export function localExpand(template: string, attrs: ExpandAttrs): string {
       i = j + 1;
       const m = /^([A-Za-z0-9_]+)(?:([?:])([\s\S]*))?$/.exec(inner);
       if (!m) continue;
-      const value = attrs[m[1]!] ?? '';
-      if (m[2] === '?') out += value !== '' ? localExpand(m[3]!, attrs) : '';
-      else if (m[2] === ':') out += value === '' ? localExpand(m[3]!, attrs) : '';
+      const value = look(m[1]!, m[2] === undefined);
+      if (m[2] === '?') out += value !== '' ? expandWith(m[3]!, look) : '';
+      else if (m[2] === ':') out += value === '' ? expandWith(m[3]!, look) : '';
       else out += value;
       continue;
     }
@@ -46,7 +79,7 @@ export function localExpand(template: string, attrs: ExpandAttrs): string {
       i++;
       continue;
     }
-    out += attrs[m[0]] ?? '';
+    out += look(m[0], true);
     i += 1 + m[0].length;
   }
   return out;

@@ -136,6 +136,7 @@ export const PARAMS = {
   allow_mail_to_files: list('alias, forward', 'local', 'Where /file delivery is allowed: alias, forward, include.'),
   local_command_shell: str('', 'local', 'Shell used for deliveries to commands (empty: /bin/sh -c).'),
   forward_path: list('$home/.forward${recipient_delimiter}${extension}, $home/.forward', 'local', 'Where local delivery looks for .forward files.'),
+  forward_expansion_filter: str('1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ', 'local', 'Characters allowed in $name values expanded into forward_path; others become underscores.'),
   require_home_directory: bool('no', 'local', 'Bounce local mail when the recipient\'s home directory does not exist.'),
   mailbox_size_limit: size('51200000', 'local', 'The maximal size in bytes of a mailbox file (0 = no limit).'),
   expand_owner_alias: bool('no', 'local', 'Use the owner-list alias as the sender of list expansions.'),
