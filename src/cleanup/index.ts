@@ -56,6 +56,15 @@ export interface CleanupInput extends Pick<QueueEnvelope, 'sender' | 'recipients
   readonly fullName?: string | null;
   /** ms since the epoch; default: when the transaction opened. Used for Date: and the envelope. */
   readonly arrivalTime?: number;
+  /** access(5) HOLD: the file goes to hold/ instead of incoming/ (qmgr leaves it alone; postsuper -H releases it). */
+  readonly hold?: boolean;
+  /**
+   * access(5) DISCARD: nothing is queued, the commit succeeds ("claim successful delivery and
+   * silently discard"), whatever else went wrong with the content (Postfix cleanup_flush()).
+   */
+  readonly discard?: boolean;
+  /** access(5) PREPEND: header fields put first, above smtpd's Received: (Postfix smtpd DATA). */
+  readonly prependHeaders?: readonly string[];
 }
 
 export interface CleanupResult {
@@ -275,6 +284,14 @@ class Txn implements CleanupTxn {
     const facts = this.headers.facts;
     const headerEnd = this.headers.headerEnd ?? this.headers.outBytes;
 
+    if (input.discard === true) {
+      // cleanup_flush(): success is reported whatever happened, the file is removed, and (as
+      // observed with 3.7) not even the message-id line is logged.
+      await this.removeTemp();
+      this.state = 'committed';
+      return { queueId: id, size: this.writer.contentLength };
+    }
+
     // Postfix logs each Message-ID while reading the headers, before any verdict on the message.
     for (const m of facts.ids) log.info(`${id}: ${m.resent ? 'resent-' : ''}message-id=${m.value}`);
 
@@ -289,6 +306,7 @@ class Txn implements CleanupTxn {
     }
 
     const inserts: HeaderInsert[] = [];
+    for (const h of input.prependHeaders ?? []) inserts.push({ at: 0, text: normalizeField(h) });
     if (input.receivedHeader !== null) inserts.push({ at: 0, text: normalizeField(input.receivedHeader) });
     let addedId: string | null = null;
     if (input.addMissingHeaders) {
@@ -339,7 +357,8 @@ class Txn implements CleanupTxn {
       size,
     };
 
-    const final = queueFilePath(this.c.queue_directory, 'incoming', id);
+    const queue = input.hold === true ? 'hold' : 'incoming';
+    const final = queueFilePath(this.c.queue_directory, queue, id);
     let renamed = false;
     try {
       await this.writer.finish(envelope);
@@ -354,7 +373,7 @@ class Txn implements CleanupTxn {
       throw (err as NodeJS.ErrnoException).code === 'EFBIG' ? tooBig() : writeError();
     }
     this.state = 'committed';
-    for (const err of this.c.kick.fire(id, 'incoming')) log.warning(`${id}: queue kick listener failed: ${strerror(err)}`);
+    if (queue === 'incoming') for (const err of this.c.kick.fire(id, 'incoming')) log.warning(`${id}: queue kick listener failed: ${strerror(err)}`);
     return { queueId: id, size };
   }
 

@@ -40,9 +40,39 @@ export interface CheckSubject {
   readonly smtputf8: boolean;
   /** defer_if_permit carried from earlier stages (Postfix defer_if_permit_client/helo/sender). */
   readonly deferFlags: DeferFlags;
+  /** Where access(5) actions that act on the message go (absent: they are skipped). */
+  readonly actions?: AccessActions;
   /** Log one line as this session. */
   info(text: string): void;
   warning(text: string): void;
+}
+
+/**
+ * The access(5) actions Postfix delegates to cleanup, collected for the current transaction:
+ * HOLD (queue to hold/), DISCARD (accept and drop), REDIRECT (all recipients become one), BCC
+ * (one more recipient, NOTIFY=NEVER) and PREPEND (a header field above Received:).
+ */
+export interface AccessActions {
+  readonly held: boolean;
+  readonly discarding: boolean;
+  hold(): void;
+  discard(): void;
+  redirect(address: string): void;
+  bcc(address: string): void;
+  prepend(header: string): void;
+}
+
+/** access(5) HANGUP: the session ends at once, without a reply (Postfix SMTP_ERR_QUIET). */
+export class AccessHangup extends Error {
+  constructor() {
+    super('access table HANGUP');
+  }
+}
+
+/** `name: value`, as Postfix is_header() checks PREPEND text. */
+function isHeaderText(text: string): boolean {
+  const m = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/.exec(text);
+  return m !== null;
 }
 
 export interface DeferFlags {
@@ -352,6 +382,24 @@ export class Policy {
     return t;
   }
 
+  /** smtpd_check.c can_delegate_action(): not in ETRN, not before MAIL FROM. */
+  private canDelegate(ev: Evaluation, table: string, action: string): boolean {
+    if (ev.s.where === 'ETRN') {
+      ev.s.warning(`access table ${table}: action ${action} is unavailable in smtpd_etrn_restrictions`);
+      return false;
+    }
+    return this.notInClientHelo(ev, table, action);
+  }
+
+  /** smtpd_check.c not_in_client_helo(): with smtpd_delay_reject = no there is no transaction yet. */
+  private notInClientHelo(ev: Evaluation, table: string, action: string): boolean {
+    if (ev.s.sender === null) {
+      ev.s.warning(`access table ${table}: with smtpd_delay_reject=no, action ${action} is always skipped in client or helo restrictions`);
+      return false;
+    }
+    return true;
+  }
+
   /** Postfix check_table_result(): interpret an access(5) value. */
   private async tableResult(ev: Evaluation, table: string, value: string, replyName: string, replyClass: string, defAcl: string | null): Promise<Status> {
     const m = /^(\S*)\s*(.*)$/s.exec(value)!;
@@ -371,9 +419,47 @@ export class Policy {
       ev.s.info(Policy.whatsup(ev.s, CMD.toLowerCase(), text));
       return 'dunno';
     }
-    if (CMD === 'HOLD' || CMD === 'DISCARD' || CMD === 'FILTER' || CMD === 'REDIRECT' || CMD === 'BCC' || CMD === 'PREPEND' || CMD === 'HANGUP') {
-      // Actions delegated to cleanup: not supported yet; say so once per use.
+    if (CMD === 'HANGUP') {
+      // smtpd_check.c: shut the connection, log, no reply.
+      ev.s.info(Policy.whatsup(ev.s, 'hangup', text));
+      throw new AccessHangup();
+    }
+    if (CMD === 'FILTER') {
+      // A content filter needs the smtp transport, which Postern does not have yet.
       ev.s.warning(`access table ${table}: action ${CMD} is not supported by this server; ignored`);
+      return 'dunno';
+    }
+    const act = ev.s.actions;
+    if (CMD === 'HOLD') {
+      if (act === undefined || !this.canDelegate(ev, table, CMD) || act.held) return 'dunno';
+      ev.s.info(Policy.whatsup(ev.s, 'hold', `<${replyName}>: ${replyClass} ${text || 'triggers HOLD action'}`));
+      act.hold();
+      return 'dunno';
+    }
+    if (CMD === 'DISCARD') {
+      if (act === undefined || !this.canDelegate(ev, table, CMD)) return 'dunno';
+      ev.s.info(Policy.whatsup(ev.s, 'discard', `<${replyName}>: ${replyClass} ${text || 'triggers DISCARD action'}`));
+      act.discard();
+      return 'ok';
+    }
+    if (CMD === 'REDIRECT' || CMD === 'BCC') {
+      if (act === undefined || !this.canDelegate(ev, table, CMD)) return 'dunno';
+      if (!text.includes('@')) {
+        ev.s.warning(`access table ${table} entry "${replyName}" requires user@domain target`);
+        return 'dunno';
+      }
+      ev.s.info(Policy.whatsup(ev.s, CMD.toLowerCase(), `<${replyName}>: ${replyClass} triggers ${CMD} ${text}`));
+      if (CMD === 'REDIRECT') act.redirect(text);
+      else act.bcc(text);
+      return 'dunno';
+    }
+    if (CMD === 'PREPEND') {
+      if (act === undefined || !this.notInClientHelo(ev, table, CMD)) return 'dunno';
+      if (text === '' || !isHeaderText(text)) {
+        ev.s.warning(`access table ${table} entry "${replyName}" requires header: text`);
+        return 'dunno';
+      }
+      act.prepend(text);
       return 'dunno';
     }
     if (CMD === 'DEFER_IF_PERMIT' || CMD === 'DEFER_IF_REJECT') {
@@ -541,6 +627,8 @@ export class Policy {
     const saved = ev.recursion++;
     let status: Status = 'dunno';
     for (let i = 0; i < list.length; i++) {
+      // After DISCARD nothing else is checked: the message is accepted and dropped (generic_checks()).
+      if (ev.s.actions?.discarding === true) break;
       let name = list[i]!;
       let tableArg: string | null = null;
       const lname = name.toLowerCase();
@@ -773,7 +861,7 @@ export class Policy {
     ev.deferIfPermit = s.deferFlags.client ?? s.deferFlags.helo;
     let st = await this.run(ev, this.sender, s.sender, NAME_SENDER, CHECK_SENDER_ACL);
     s.deferFlags.sender = ev.deferIfPermit;
-    if (this.params.smtpd_reject_unlisted_sender && st !== 'reject' && !ev.senderMapChecked && s.sender !== '') {
+    if (this.params.smtpd_reject_unlisted_sender && st !== 'reject' && !ev.senderMapChecked && s.sender !== '' && s.actions?.discarding !== true) {
       st = this.checkSenderMaps(ev, s.sender);
     }
     return st === 'reject' ? ev.reply : null;
@@ -805,7 +893,7 @@ export class Policy {
       const d = ev.deferIfPermit;
       st = this.reject(ev, d.code, d.dsn, d.text);
     }
-    if (this.params.smtpd_reject_unlisted_recipient && st !== 'reject' && !ev.recipientMapChecked) {
+    if (this.params.smtpd_reject_unlisted_recipient && st !== 'reject' && !ev.recipientMapChecked && s.actions?.discarding !== true) {
       st = this.checkRecipientMaps(ev, recipient);
     }
     return st === 'reject' ? ev.reply : null;

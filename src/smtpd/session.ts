@@ -51,7 +51,7 @@ import type { TlsSession } from '../tls/index.js';
 import { CommandStats, type Command, findCommand, helpText } from './commands.js';
 import type { Peer } from './peer.js';
 import { printable, receivedHeader, sanitizeHelo } from './received.js';
-import { type CheckSubject, type DeferFlags, Policy } from './restrictions.js';
+import { AccessHangup, type AccessActions, type CheckSubject, type DeferFlags, Policy } from './restrictions.js';
 import type { ServiceContext } from './service.js';
 import { type Token, tokenize } from './tokens.js';
 import { SaslServer } from '../sasl/index.js';
@@ -194,6 +194,7 @@ export class Session implements CheckSubject {
       illegalPipelining: this.illegalPipelining,
       smtputf8: this.smtputf8,
       deferFlags: this.deferFlags,
+      actions: this.accessActions,
       info: (t) => this.log.info(t),
       warning: (t) => this.log.warning(t),
     };
@@ -294,6 +295,12 @@ export class Session implements CheckSubject {
 
   /** A read ended the session, or a bug. */
   private async fail(e: unknown): Promise<void> {
+    if (e instanceof AccessHangup) {
+      // access(5) HANGUP: no reply; the disconnect line follows (smtpd_check.c, SMTP_ERR_QUIET).
+      this.out = [];
+      this.socket.destroy();
+      return;
+    }
     if (e instanceof SessionEnd) {
       this.reason = e.reason;
       if (e.reason === 'timeout') {
@@ -508,7 +515,44 @@ export class Session implements CheckSubject {
     this.helo = null;
   }
 
+  /** access(5) actions of the current transaction (Postfix saved_flags/saved_redirect/saved_bcc/prepend). */
+  private readonly txnActions = {
+    held: false,
+    discarding: false,
+    redirectTo: null as string | null,
+    bccs: [] as string[],
+    prepends: [] as string[],
+  };
+  private readonly accessActions: AccessActions = ((t) => ({
+    get held() {
+      return t.held;
+    },
+    get discarding() {
+      return t.discarding;
+    },
+    hold: () => {
+      t.held = true;
+    },
+    discard: () => {
+      t.discarding = true;
+    },
+    redirect: (a: string) => {
+      t.redirectTo = a;
+    },
+    bcc: (a: string) => {
+      t.bccs.push(a);
+    },
+    prepend: (h: string) => {
+      t.prepends.push(h);
+    },
+  }))(this.txnActions);
+
   private mailReset(): void {
+    this.txnActions.held = false;
+    this.txnActions.discarding = false;
+    this.txnActions.redirectTo = null;
+    this.txnActions.bccs = [];
+    this.txnActions.prepends = [];
     if (this.txn !== null) {
       const t = this.txn;
       this.txn = null;
@@ -1043,9 +1087,10 @@ export class Session implements CheckSubject {
       await this.send(LOCAL_ERROR, '4.3.0', 'Error: queue file write error');
     } else {
       const txn = this.txn;
+      const a = this.txnActions;
       const input: CleanupInput = {
         sender: this.sender ?? '',
-        recipients: this.recipients,
+        recipients: this.actionRecipients(),
         ret: this.mailParams?.ret ?? null,
         envid: this.mailParams?.envid ?? null,
         smtputf8: this.smtputf8,
@@ -1053,6 +1098,9 @@ export class Session implements CheckSubject {
         client: this.clientFacts(),
         receivedHeader: this.receivedLines.join('\r\n'),
         addMissingHeaders: this.svc.addMissingHeaders(this.peer.addr, this.saslUsername !== null),
+        hold: a.held,
+        discard: a.discarding,
+        prependHeaders: a.prepends,
       };
       try {
         const r = await txn.commit(input);
@@ -1071,6 +1119,24 @@ export class Session implements CheckSubject {
     this.mailReset();
     this.rcptReset();
     return ok;
+  }
+
+  /**
+   * The envelope recipients after access(5) REDIRECT (every recipient becomes the target, its
+   * ORCPT kept; Postfix cleanup_out_recipient()) and BCC (one more, NOTIFY=NEVER).
+   */
+  private actionRecipients(): EnvelopeRecipient[] {
+    const a = this.txnActions;
+    let out: EnvelopeRecipient[] = this.recipients;
+    if (a.redirectTo !== null) {
+      const first = out[0];
+      out = [{ address: a.redirectTo, notify: first?.notify ?? null, orcpt: first?.orcpt ?? (first ? `rfc822;${first.address}` : null) }];
+    }
+    if (a.bccs.length > 0) {
+      out = [...out];
+      for (const b of a.bccs) if (!out.some((r) => r.address.toLowerCase() === b.toLowerCase())) out.push({ address: b, notify: 'NEVER', orcpt: null });
+    }
+    return out;
   }
 
   private clientFacts(): ClientFacts {

@@ -258,6 +258,23 @@ export const CONVERSATIONS: readonly Conversation[] = [
     ],
   },
   {
+    name: 'access actions: HOLD, DISCARD, REDIRECT, BCC and PREPEND accept; HANGUP closes without a reply',
+    mainCf: [
+      'smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination',
+      'smtpd_recipient_restrictions = check_recipient_access inline:{ hold@mx.example.test=HOLD, discard@mx.example.test=DISCARD, { redir@mx.example.test = REDIRECT bob@mx.example.test }, { copy@mx.example.test = BCC archive@mx.example.test }, { tag@mx.example.test = PREPEND X-Tag: yes }, hangup@mx.example.test=HANGUP }',
+      'local_recipient_maps = inline:{ bob=1, hold=1, discard=1, redir=1, copy=1, tag=1, hangup=1, archive=1 }',
+    ].join('\n'),
+    steps: [
+      ehlo,
+      ...['hold', 'discard', 'redir', 'copy', 'tag'].flatMap((r): Step[] => [
+        { send: `MAIL FROM:<a@client.example.test>\r\nRCPT TO:<${r}@mx.example.test>\r\nDATA\r\n`, replies: ['250 2.1.0 Ok', '250 2.1.5 Ok', '354 End data with <CR><LF>.<CR><LF>'] },
+        { send: `Subject: ${r}\r\n\r\nbody\r\n.\r\n`, replies: ['250 2.0.0 Ok: queued as QID'] },
+      ]),
+      { send: 'MAIL FROM:<a@client.example.test>\r\n', replies: ['250 2.1.0 Ok'] },
+      { send: 'RCPT TO:<hangup@mx.example.test>\r\n', replies: [], closes: true },
+    ],
+  },
+  {
     name: 'restriction lists: client, helo and sender access, warn_if_reject, restriction classes',
     mainCf: [
       'smtpd_restriction_classes = strict',
