@@ -274,8 +274,8 @@ export const PARAMS = {
 
   // smtpd: SASL
   smtpd_sasl_auth_enable: bool('no', 'smtpd', 'Offer SMTP AUTH (RFC 4954) to clients.'),
-  smtpd_sasl_type: oneOf(['cyrus', 'dovecot'] as const, 'cyrus', 'smtpd', 'The SASL implementation name (Postern authenticates itself; kept for compatibility).'),
-  smtpd_sasl_path: str('smtpd', 'smtpd', 'Implementation-specific SASL path (Postern: its user database).'),
+  smtpd_sasl_type: oneOf(['cyrus', 'dovecot'] as const, 'cyrus', 'smtpd', 'SASL implementation. Postern checks passwords itself; with dovecot, a passdb passwd-file in $config_directory/dovecot.conf is the user database.'),
+  smtpd_sasl_path: str('smtpd', 'smtpd', 'Postern: the Dovecot passwd-file of SMTP AUTH users (absolute or relative to config_directory), unless dovecot.conf names one.'),
   smtpd_sasl_security_options: list('noanonymous', 'smtpd', 'SASL mechanism restrictions without TLS: noanonymous, noplaintext, noactive, nodictionary, mutual_auth.'),
   smtpd_sasl_tls_security_options: list('$smtpd_sasl_security_options', 'smtpd', 'SASL mechanism restrictions with TLS active.'),
   smtpd_sasl_local_domain: str('', 'smtpd', 'The realm appended to SASL user names without one.'),
