@@ -70,3 +70,18 @@ export function openUserDb(p: SaslParams, warn: (text: string) => void): UserDb 
     );
   }
 }
+
+/**
+ * For `postern check`: the reason smtpd would refuse to start because of SMTP AUTH (no readable
+ * user database, a broken dovecot.conf), or null when AUTH is off or its database opens.
+ */
+export function checkUserDb(p: SaslParams & Pick<Params, 'smtpd_sasl_auth_enable'>): string | null {
+  if (!p.smtpd_sasl_auth_enable) return null;
+  const warnings: string[] = [];
+  try {
+    openUserDb(p, (t) => warnings.push(t));
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return null;
+}
