@@ -5,14 +5,17 @@
  *
  * add and passwd read the password from standard input when it is not a terminal, else prompt
  * twice without echo; the hash is SHA512-CRYPT unless -s names another scheme. The file is
- * rewritten atomically and durably (src/io/durable.ts), comments and other lines kept; a new
- * file is created with mode 0640. smtpd sees the change at the next AUTH (it watches mtime).
+ * rewritten atomically and durably (src/io/durable.ts), comments and other lines kept, with the
+ * file's owner and mode; a new file is mode 0640, and when root runs this, group mail_owner's, so
+ * smtpd can still read it after `postern run` drops privileges. smtpd sees the change at the next
+ * AUTH (it watches mtime).
  */
 import * as fs from 'node:fs';
 import { formatPasswdLine, hashPassword, locateUserDb, parsePasswdFile } from '../auth/index.js';
 import { loadConfig } from '../config/index.js';
 import { writeFileDurable } from '../io/durable.js';
 import { strerror } from '../log/strerror.js';
+import { lookupUser, runningAsRoot } from '../master/privileges.js';
 import type { CliContext } from './context.js';
 import { type PasswordInput, parseHashOptions, readNewPassword } from './pw.js';
 
@@ -41,19 +44,22 @@ export async function run(args: string[], ctx: CliContext, io: PasswordInput): P
   if (verb !== 'list' && !validName(name)) return fail(`fatal: invalid user name "${name}": no ':', white space or control characters`);
 
   let file = o.values.get('f');
-  if (file === undefined) {
-    try {
-      const config = await loadConfig({ configDir: ctx.configDir, env: ctx.env });
-      file = locateUserDb(config.params).file;
-    } catch (e) {
-      return fail(`fatal: ${(e as Error).message}; name the passwd-file with -f`);
-    }
+  let mailOwner = 'postfix';
+  try {
+    const config = await loadConfig({ configDir: ctx.configDir, env: ctx.env });
+    mailOwner = config.params.mail_owner;
+    file ??= locateUserDb(config.params).file;
+  } catch (e) {
+    if (file === undefined) return fail(`fatal: ${(e as Error).message}; name the passwd-file with -f`);
   }
   let text = '';
   let mode = 0o640;
+  let owner: { uid: number; gid: number } | null = null;
   try {
     text = fs.readFileSync(file, 'utf8');
-    mode = fs.statSync(file).mode & 0o7777;
+    const st = fs.statSync(file);
+    mode = st.mode & 0o7777;
+    owner = { uid: st.uid, gid: st.gid };
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || verb !== 'add') return fail(`fatal: ${file}: ${strerror(e)}`);
   }
@@ -83,6 +89,11 @@ export async function run(args: string[], ctx: CliContext, io: PasswordInput): P
   }
   try {
     await writeFileDurable(file, lines.length > 0 ? `${lines.join('\n')}\n` : '', { mode });
+    if (runningAsRoot()) {
+      const account = owner === null ? lookupUser(mailOwner) : null;
+      if (owner === null && account !== null) owner = { uid: 0, gid: account.gid };
+      if (owner !== null) fs.chownSync(file, owner.uid, owner.gid);
+    }
   } catch (e) {
     return fail(`fatal: cannot write ${file}: ${strerror(e)}`);
   }
