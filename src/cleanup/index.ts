@@ -36,7 +36,7 @@ import { strerror } from '../log/strerror.js';
 import { ReplyError, reply } from '../proto/smtp/reply.js';
 import { createQueueDirectories, queueDirPath, queueFilePath } from '../queue/directories.js';
 import type { HeaderInsert, QueueEnvelope } from '../queue/envelope.js';
-import { QueueFileWriter } from '../queue/file.js';
+import { QUEUE_FILE_MAGIC, type QueueFile, QueueFileWriter } from '../queue/file.js';
 import { type MicroTime, makeQueueId, microNow } from '../queue/id.js';
 import { type QueueKick, queueKick } from '../queue/kick.js';
 import { fromField, HeaderPass, headerNameLength, LineEnds, mailDate, messageIdFor } from './headers.js';
@@ -360,8 +360,9 @@ class Txn implements CleanupTxn {
     const queue = input.hold === true ? 'hold' : 'incoming';
     const final = queueFilePath(this.c.queue_directory, queue, id);
     let renamed = false;
+    let sha256 = '';
     try {
-      await this.writer.finish(envelope);
+      sha256 = await this.writer.finish(envelope);
       await this.c.fs.rename(this.temp, final);
       renamed = true;
       await this.c.dirSync.sync(path.dirname(final));
@@ -373,7 +374,10 @@ class Txn implements CleanupTxn {
       throw (err as NodeJS.ErrnoException).code === 'EFBIG' ? tooBig() : writeError();
     }
     this.state = 'committed';
-    if (queue === 'incoming') for (const err of this.c.kick.fire(id, 'incoming')) log.warning(`${id}: queue kick listener failed: ${strerror(err)}`);
+    if (queue === 'incoming') {
+      const file: QueueFile = { path: final, envelope, sha256, contentOffset: QUEUE_FILE_MAGIC.length, fileSize: this.writer.fileSize };
+      for (const err of this.c.kick.fire(id, 'incoming', file)) log.warning(`${id}: queue kick listener failed: ${strerror(err)}`);
+    }
     return { queueId: id, size };
   }
 

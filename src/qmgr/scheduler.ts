@@ -194,8 +194,8 @@ export class Qmgr {
     const q = new Qmgr(opts);
     await createQueueDirectories(q.qdir);
     await q.recoverActive();
-    q.unsubscribe = queueKick(q.qdir).on((id, queue) => {
-      if (queue === 'incoming') q.kick(id);
+    q.unsubscribe = queueKick(q.qdir).on((id, queue, file) => {
+      if (queue === 'incoming') q.kick(id, file);
     });
     q.schedulePeriodic();
     q.track(q.scan(false));
@@ -232,14 +232,14 @@ export class Qmgr {
   }
 
   /** A new file in incoming/ (cleanup's kick, or the trigger): activate it now if the window allows. */
-  kick(queueId: string): void {
+  kick(queueId: string, file?: QueueFile): void {
     if (this.stopping || !isQueueId(queueId)) return;
     if (this.active.size + this.activating.size >= this.params.qmgr_message_active_limit) {
       if (this.waiting.size < 10_000) this.waiting.add(queueId);
       else this.incomingBacklog = true;
       return;
     }
-    this.track(this.activate(queueId, 'incoming', false));
+    this.track(this.activate(queueId, 'incoming', false, file));
   }
 
   /** `postqueue -f`: everything in deferred/ now, whatever its retry time, and incoming/. */
@@ -329,7 +329,7 @@ export class Qmgr {
     return this.active.size + this.activating.size < this.params.qmgr_message_active_limit;
   }
 
-  private async activate(id: string, from: 'incoming' | 'deferred', flush: boolean): Promise<void> {
+  private async activate(id: string, from: 'incoming' | 'deferred', flush: boolean, known?: QueueFile): Promise<void> {
     if (this.stopping || this.active.has(id) || this.activating.has(id)) return;
     if (!this.room()) {
       if (from === 'incoming') this.incomingBacklog = true;
@@ -337,14 +337,14 @@ export class Qmgr {
     }
     this.activating.add(id);
     try {
-      await this.activateLocked(id, from, flush);
+      await this.activateLocked(id, from, flush, known);
     } finally {
       this.activating.delete(id);
       this.refill();
     }
   }
 
-  private async activateLocked(id: string, from: 'incoming' | 'deferred', _flush: boolean): Promise<void> {
+  private async activateLocked(id: string, from: 'incoming' | 'deferred', _flush: boolean, known?: QueueFile): Promise<void> {
     let mode = 0;
     try {
       // stat(2) inline: an inode already in memory (io/durable.ts on which calls leave the thread pool).
@@ -357,7 +357,9 @@ export class Qmgr {
     const path = queueFilePath(this.qdir, 'active', id);
     let qf: QueueFile;
     try {
-      qf = await readQueueFile(path);
+      // cleanup in this process just wrote, hashed and fsynced it: take its facts instead of a
+      // second read and hash (files found by a scan, or from another process, are read).
+      qf = known !== undefined && known.envelope.queueId === id ? { ...known, path } : await readQueueFile(path);
     } catch (err) {
       if (err instanceof PosternError && err.code === 'corrupt') {
         this.logger.warning(`${id}: message rejected: ${err.message.startsWith(`${path}: `) ? err.message.slice(path.length + 2) : err.message}`);

@@ -64,6 +64,8 @@ export class QueueFileWriter {
   private closed = false;
   /** Content bytes written (accepted) so far. */
   contentLength = 0;
+  /** The whole file's size, once finish() succeeded. */
+  fileSize = 0;
 
   private constructor(
     private readonly fs: DurableFs,
@@ -146,6 +148,7 @@ export class QueueFileWriter {
     const sha = this.hash.digest('hex');
     this.buffered.push(env, endRecord(this.contentLength, env.length, sha));
     this.bufferedBytes += env.length + END_RECORD_LENGTH;
+    this.fileSize = QUEUE_FILE_MAGIC.length + this.contentLength + env.length + END_RECORD_LENGTH;
     await this.drain();
     this.closed = true;
     try {
@@ -230,8 +233,9 @@ export async function readQueueFile(file: string, o: ReadQueueFileOptions = {}):
     }
     if (o.verifyHash !== false) {
       const h = createHash('sha256');
-      const chunk = Buffer.allocUnsafe(256 * 1024);
       const limit = size - END_RECORD_LENGTH;
+      // Sized to the file: a fresh 256 KiB buffer per small message was most of the drain's GC.
+      const chunk = Buffer.allocUnsafe(Math.min(256 * 1024, limit));
       for (let pos = 0; pos < limit; ) {
         const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, limit - pos), pos);
         if (bytesRead === 0) throw corrupt(file, 'file shrank while reading');

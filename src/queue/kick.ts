@@ -6,8 +6,13 @@
  */
 import * as path from 'node:path';
 import type { QueueName } from './directories.js';
+import type { QueueFile } from './file.js';
 
-export type KickListener = (queueId: string, queue: QueueName) => void;
+/**
+ * `file`: the queue file as its writer knows it (envelope, hash, layout; path in `queue`), so a
+ * listener in the same process need not read and hash it again. Absent when only the id is known.
+ */
+export type KickListener = (queueId: string, queue: QueueName, file?: QueueFile) => void;
 
 export class QueueKick {
   private readonly listeners = new Set<KickListener>();
@@ -21,11 +26,11 @@ export class QueueKick {
   }
 
   /** Call every listener; returns the errors they threw. */
-  fire(queueId: string, queue: QueueName = 'incoming'): unknown[] {
+  fire(queueId: string, queue: QueueName = 'incoming', file?: QueueFile): unknown[] {
     const errors: unknown[] = [];
     for (const l of [...this.listeners]) {
       try {
-        l(queueId, queue);
+        l(queueId, queue, file);
       } catch (err) {
         errors.push(err);
       }
