@@ -50,7 +50,7 @@ describe('postern run: end to end', () => {
         const message = `From: sender@example.test\r\nTo: u${i}@example.test\r\nSubject: e2e ${i}\r\nMessage-ID: <${token}@example.test>\r\n\r\n${token}\r\n`;
         const r = await sendMail({ host, port: c.port, helo: 'client.example.test', sender: 'sender@example.test', recipients: [`u${i}@example.test`], message });
         assert.equal(r.kind, 'queued', JSON.stringify(r));
-        const qid = r.kind === 'queued' ? r.queueId : null;
+        const qid: string = r.kind === 'queued' ? (r.queueId ?? '') : '';
         assert.ok(qid !== null && /^[0-9A-F]{10,}$/.test(qid), String(qid));
         const addr = host.includes(':') ? `unknown[${host}]` : `unknown[${host}]`;
         await waitForLog(server, new RegExp(`postfix/smtpd\\[\\d+\\]: ${qid}: client=${addr.replace(/[[\]]/g, '\\$&')}\\n`));
@@ -101,9 +101,15 @@ describe('postern run: end to end', () => {
         message: 'Subject: for a site that is down\r\n\r\nbody\r\n',
       });
       assert.equal(r.kind, 'queued', JSON.stringify(r));
-      const qid = r.kind === 'queued' ? r.queueId : '';
+      const qid: string = r.kind === 'queued' ? (r.queueId ?? '') : '';
       const deferred = new RegExp(`${qid}: to=<someone@remote\\.test>, relay=none, [^\\n]*status=deferred \\(remote\\.test is down for maintenance\\)\\n`, 'g');
       await waitForLog(server, deferred);
+      // The agent's line comes before qmgr moves the file to deferred/; ETRN flushes deferred/.
+      const inDeferred = Date.now() + 10_000;
+      while (!fs.readdirSync(path.join(c.queueDir, 'deferred'), { recursive: true }).some((n) => String(n).endsWith(qid))) {
+        assert.ok(Date.now() < inDeferred, `${qid} never reached deferred/`);
+        await sleep(20);
+      }
       const client = await SmtpClient.connect(c.port, '127.0.0.1');
       try {
         await client.read();
