@@ -63,6 +63,29 @@ describe('auth: passwd-file', () => {
     }
   });
 
+  it('auth: verifyAsync checks in a worker thread: same outcomes, and the event loop keeps running', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-userdb-'));
+    const file = path.join(dir, 'users');
+    try {
+      writeFileSync(file, `alice:${hashPassword('SHA512-CRYPT', 'one', { rounds: 50000 })}\nzed:{NOPE}x\n`);
+      const warnings: string[] = [];
+      const db = UserDb.open(file, { defaultScheme: 'CRYPT', warn: (t) => warnings.push(t) });
+      let ticks = 0;
+      const timer = setInterval(() => ticks++, 1);
+      const ok = await db.verifyAsync('alice', 'one');
+      clearInterval(timer);
+      assert.equal(ok, 'ok');
+      // 50000 rounds take far longer than a few milliseconds; timers fired meanwhile.
+      assert.ok(ticks > 3, `ticks ${ticks}`);
+      assert.equal(await db.verifyAsync('alice', 'two'), 'mismatch');
+      assert.equal(await db.verifyAsync('bob', 'one'), 'unknown-user');
+      assert.equal(await db.verifyAsync('zed', 'x'), 'unusable');
+      assert.equal(warnings.length, 1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('auth: UserDb.open of a missing file throws PosternError auth', () => {
     assert.throws(() => UserDb.open('/nonexistent/users', { defaultScheme: 'CRYPT', warn: () => {} }), { code: 'auth', message: 'cannot read user database /nonexistent/users: No such file or directory' });
   });

@@ -13,7 +13,8 @@
 import * as fs from 'node:fs';
 import { PosternError } from '../errors.js';
 import { strerror } from '../log/strerror.js';
-import { DEFAULT_SCHEME, hashPassword, splitScheme, verifyPassword } from './schemes.js';
+import { DEFAULT_SCHEME, hashPassword, splitScheme, type VerifyResult, verifyPassword } from './schemes.js';
+import { verifyPasswordAsync } from './verify-worker.js';
 
 export interface PasswdEntry {
   readonly user: string;
@@ -145,7 +146,21 @@ export class UserDb {
       verifyPassword(DUMMY_HASH, password, DEFAULT_SCHEME);
       return 'unknown-user';
     }
-    const r = verifyPassword(e.password, password, this.opts.defaultScheme);
+    return this.judge(e, verifyPassword(e.password, password, this.opts.defaultScheme));
+  }
+
+  /** verify(), with the hash computed in a worker thread (smtpd: the event loop keeps serving). */
+  async verifyAsync(user: string, password: string): Promise<VerifyOutcome> {
+    this.refresh();
+    const e = this.entries.get(user.toLowerCase());
+    if (e === undefined) {
+      await verifyPasswordAsync(DUMMY_HASH, password, DEFAULT_SCHEME);
+      return 'unknown-user';
+    }
+    return this.judge(e, await verifyPasswordAsync(e.password, password, this.opts.defaultScheme));
+  }
+
+  private judge(e: PasswdEntry, r: VerifyResult): VerifyOutcome {
     if (r.kind === 'unsupported') {
       const { scheme } = splitScheme(e.password, this.opts.defaultScheme);
       this.opts.warn(`${this.file}, line ${e.line}: user ${e.user}: password scheme ${scheme}: ${r.detail}; authentication fails`);

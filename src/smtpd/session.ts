@@ -189,7 +189,16 @@ export class Session implements CheckSubject {
       where: o.where ?? this.where,
       queueId: this.queueId,
       rcptCount: this.rcptCount,
-      tls: this.tls === null ? null : { trusted: this.tls.trusted, peerCert: this.tls.peerCert },
+      tls:
+        this.tls === null
+          ? null
+          : {
+              trusted: this.tls.trusted,
+              peerCert: this.tls.peerCert,
+              certFingerprint: this.tls.peerCertFingerprint,
+              pkeyFingerprint: this.tls.peerPkeyFingerprint,
+              peerCN: this.tls.peerCN,
+            },
       saslUsername: this.saslUsername,
       illegalPipelining: this.illegalPipelining,
       smtputf8: this.smtputf8,
@@ -772,7 +781,7 @@ export class Session implements CheckSubject {
     this.sasl ??= new SaslServer(
       () => this.saslMechanisms(),
       async (user, password) => {
-        const r = db.verify(user, password);
+        const r = await db.verifyAsync(user, password);
         return { ok: r === 'ok', user: user.toLowerCase() };
       },
       () => this.svc.authFailureDelay(),
