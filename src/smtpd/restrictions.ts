@@ -34,7 +34,15 @@ export interface CheckSubject {
   readonly where: string;
   readonly queueId: string | null;
   readonly rcptCount: number;
-  readonly tls: { readonly trusted: boolean; readonly peerCert: boolean } | null;
+  readonly tls: {
+    readonly trusted: boolean;
+    readonly peerCert: boolean;
+    /** smtpd_tls_fingerprint_digest fingerprints `AA:BB:…` of the client certificate and its public key ('' without one). */
+    readonly certFingerprint?: string;
+    readonly pkeyFingerprint?: string;
+    /** Client certificate subject CN, the reply name of check_ccert_access. */
+    readonly peerCN?: string;
+  } | null;
   readonly saslUsername: string | null;
   readonly illegalPipelining: boolean;
   readonly smtputf8: boolean;
@@ -122,6 +130,8 @@ const CHECK_HELO_ACL = 'check_helo_access';
 const CHECK_SENDER_ACL = 'check_sender_access';
 const CHECK_RECIP_ACL = 'check_recipient_access';
 const CHECK_ETRN_ACL = 'check_etrn_access';
+const CHECK_CCERT_ACL = 'check_ccert_access';
+const NAME_CCERT = 'Client certificate';
 
 /** Restrictions that make relay control safe (smtpd_check.c rcpt_required). */
 const RELAY_REQUIRED = ['reject_unauth_destination', 'defer_unauth_destination', 'reject', 'defer', 'defer_if_permit', 'check_relay_domains'];
@@ -232,6 +242,28 @@ export class Policy {
         `in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: ${RELAY_REQUIRED.slice(0, -1).join(', ')} or ${RELAY_REQUIRED[RELAY_REQUIRED.length - 1]}`,
       );
     }
+  }
+
+  /** relay_clientcerts opened at first use. */
+  private relayCcerts: LookupTable[] | null = null;
+
+  /** permit_tls_clientcerts: the public key, then the certificate fingerprint in relay_clientcerts (smtpd_check.c). */
+  private relayCcertListed(s: CheckSubject): boolean {
+    if (this.relayCcerts === null) {
+      this.relayCcerts = [];
+      for (const spec of this.params.relay_clientcerts) {
+        try {
+          this.relayCcerts.push(openTable(spec));
+        } catch (e) {
+          s.warning(`${spec}: table unavailable: ${(e as Error).message}`);
+        }
+      }
+    }
+    for (const fp of [s.tls?.pkeyFingerprint ?? '', s.tls?.certFingerprint ?? '']) {
+      if (fp === '') continue;
+      if (this.relayCcerts.some((t) => t.get(fp) !== undefined)) return true;
+    }
+    return false;
   }
 
   /** smtpd_sender_login_maps opened at first use. */
@@ -707,8 +739,23 @@ export class Policy {
           if (s.tls?.trusted) status = 'ok';
           break;
         case 'permit_tls_clientcerts':
-          // relay_clientcerts fingerprints: not supported yet; only warn as Postfix does without ask_ccert.
-          if (s.tls !== null && !s.tls.peerCert && !this.params.smtpd_tls_ask_ccert) s.warning('permit_tls_clientcerts is requested, but "smtpd_tls_ask_ccert = no"');
+          // The fingerprint is checked even when the issuing CA is not trusted (smtpd_check.c).
+          if (s.tls?.peerCert) {
+            if (this.relayCcertListed(s)) status = 'ok';
+          } else if (s.tls !== null && !this.params.smtpd_tls_ask_ccert) s.warning('permit_tls_clientcerts is requested, but "smtpd_tls_ask_ccert = no"');
+          break;
+        case CHECK_CCERT_ACL:
+          // Certificate fingerprint, then public-key fingerprint; exact keys; reply name the subject CN.
+          if (s.tls?.peerCert) {
+            const t = this.table(ev, tableArg!);
+            for (const fp of [s.tls.certFingerprint ?? '', s.tls.pkeyFingerprint ?? '']) {
+              if (fp === '') continue;
+              const v = t.get(fp);
+              if (v === undefined) continue;
+              status = await this.tableResult(ev, tableArg!, v, s.tls.peerCN ?? '', NAME_CCERT, defAcl);
+              if (status !== 'dunno') break;
+            }
+          }
           break;
         case CHECK_CLIENT_ACL:
           status = await this.lookupNamAddr(ev, tableArg!, s.peer.name, s.peer.addr, s.peer.namaddr, NAME_CLIENT, defAcl);
