@@ -350,6 +350,31 @@ describe('smtpd: SMTP AUTH policy', () => {
     }
   });
 
+  it('smtpd: failed AUTH commands count toward smtpd_hard_error_limit; smtpd_client_auth_rate_limit', async () => {
+    const pt = await startPostern({ mainCf: ['smtpd_sasl_auth_enable = yes', `smtpd_sasl_path = ${users.file}`, 'smtpd_hard_error_limit = 3', 'smtpd_client_auth_rate_limit = 4', 'mynetworks = 192.0.2.0/24'].join('\n'), hooks });
+    try {
+      const c = await SmtpClient.connect(pt.port4);
+      await ehlo(c);
+      for (let i = 0; i < 3; i++) assert.equal(await c.cmd(`AUTH PLAIN ${b64('\0alice\0guess')}`), '535 5.7.8 Error: authentication failed: (reason unavailable)');
+      assert.equal(await c.cmd(`AUTH PLAIN ${b64('\0alice\0secret')}`), '421 4.7.0 mx.example.test Error: too many errors');
+      await c.waitClosed();
+      await pt.waitFor(/disconnect from unknown\[127\.0\.0\.1\] ehlo=1 auth=0\/3 commands=1\/4$/);
+      // The fourth AUTH in this minute is still allowed, the fifth is not (anvil counts per client;
+      // clients in mynetworks, smtpd_client_event_limit_exceptions, are not counted).
+      const d = await SmtpClient.connect(pt.port4);
+      await ehlo(d);
+      assert.equal(await d.cmd(`AUTH PLAIN ${b64('\0alice\0secret')}`), '235 2.7.0 Authentication successful');
+      const e = await SmtpClient.connect(pt.port4);
+      await ehlo(e);
+      assert.equal(await e.cmd(`AUTH PLAIN ${b64('\0alice\0secret')}`), '450 4.7.1 Error: too many AUTH commands from 127.0.0.1');
+      await pt.waitFor(/warning: AUTH command rate limit exceeded: 5 from unknown\[127\.0\.0\.1\] for service smtp$/);
+      await d.cmd('QUIT');
+      await e.cmd('QUIT');
+    } finally {
+      await pt.stop();
+    }
+  });
+
   it('smtpd: AUTH enabled without a user database: the service does not start, the message names smtpd_sasl_path', async () => {
     await assert.rejects(
       startPostern({ mainCf: 'smtpd_sasl_auth_enable = yes\nsmtpd_sasl_path = /nonexistent/users' }),
