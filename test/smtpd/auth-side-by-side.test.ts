@@ -64,6 +64,11 @@ const CONVERSATIONS: readonly Conversation[] = [
     steps: ['EHLO client.example.test', 'AUTH PLAIN !!!', 'AUTH PLAIN abc', 'AUTH PLAIN', 'a b', 'AUTH LOGIN', '=', 'AUTH PLAIN =', `AUTH PLAIN ${b64('bob\0alice\0secret')}`],
   },
   {
+    name: 'login names are compared in lower case; STARTTLS after AUTH forgets the login',
+    config: 0,
+    steps: ['EHLO client.example.test', `AUTH PLAIN ${b64('\0ALICE\0secret')}`, 'STARTTLS', 'EHLO client.example.test', 'MAIL FROM:<x@client.example.test>', 'RCPT TO:<carol@far.example>', 'RSET', `AUTH LOGIN ${b64('Alice')}`, b64('secret'), 'MAIL FROM:<x@client.example.test>', 'RCPT TO:<carol@far.example>'],
+  },
+  {
     name: 'relay refused without AUTH',
     config: 0,
     steps: ['EHLO client.example.test', 'MAIL FROM:<x@client.example.test>', 'RCPT TO:<carol@far.example>'],
