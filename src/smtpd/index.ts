@@ -3,7 +3,8 @@
  *
  * What it does: speaks SMTP (RFC 5321) with PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME
  * (RFC 6152), SMTPUTF8 (RFC 6531), DSN (RFC 3461), CHUNKING/BDAT (RFC 3030), ENHANCEDSTATUSCODES
- * (RFC 2034/3463), STARTTLS (RFC 3207) and ETRN (RFC 1985); applies Postfix's access restrictions
+ * (RFC 2034/3463), STARTTLS (RFC 3207), ETRN (RFC 1985) and AUTH (RFC 4954: PLAIN, LOGIN against a
+ * Dovecot passwd-file, src/auth + src/sasl); applies Postfix's access restrictions
  * and relay policy; hands accepted messages to cleanup; writes Postfix's log lines.
  *
  * Data in: TCP connections handed over by the master (`accept(socket, listener)`); out: queue
@@ -16,7 +17,8 @@
  * (forward-confirmed) and reject_unknown_* restrictions.
  *
  * Touches on disk: queue_directory (via cleanup), the TLS certificate/key files (via src/tls),
- * lookup tables named in restrictions and recipient maps, /etc/passwd (local_recipient_maps).
+ * lookup tables named in restrictions and recipient maps, /etc/passwd (local_recipient_maps), the
+ * SASL passwd-file and $config_directory/dovecot.conf (smtpd_sasl_auth_enable).
  *
  * main.cf parameters: smtpd_banner, myhostname, mail_name, smtpd_timeout, smtpd_*_error_limit,
  * smtpd_error_sleep_time, smtpd_junk_command_limit, line_length_limit, message_size_limit,
@@ -30,7 +32,11 @@
  * smtpd_peername_lookup, smtpd_*_restrictions, smtpd_restriction_classes, mynetworks,
  * mydestination, relay_domains, virtual_*, local_recipient_maps, relay_recipient_maps,
  * fast_flush_domains, soft_bounce, smtpd_reject_footer, smtpd_tls_* (via src/tls),
- * local_header_rewrite_clients, always_add_missing_headers, stress.
+ * local_header_rewrite_clients, always_add_missing_headers, stress, smtpd_sasl_auth_enable,
+ * smtpd_sasl_type, smtpd_sasl_path, smtpd_sasl_security_options, smtpd_sasl_tls_security_options,
+ * smtpd_sasl_mechanism_filter, smtpd_sasl_exceptions_networks, smtpd_sasl_response_limit,
+ * smtpd_sasl_authenticated_header, smtpd_tls_auth_only, broken_sasl_auth_clients,
+ * smtpd_client_auth_rate_limit, smtpd_sender_login_maps.
  */
 import type * as net from 'node:net';
 import type { CleanupOptions } from '../cleanup/index.js';
