@@ -66,6 +66,13 @@ export class Anvil {
     return e;
   }
 
+  /** A key's rate in the current window, without counting an event (anvil's *_stat requests). */
+  rate(key: string, rateUnitMs: number): number {
+    const e = this.entries.get(key);
+    if (e === undefined || this.clock() - e.windowStart >= rateUnitMs) return 0;
+    return e.rate;
+  }
+
   /** The client's connection ended. Idle entries are forgotten once their rate window passed. */
   disconnect(key: string, rateUnitMs: number): void {
     const e = this.entries.get(key);

@@ -682,6 +682,13 @@ export class Session implements CheckSubject {
       await this.send(TEMPORARY_FAILURE, '4.7.0', 'TLS not available due to local problem');
       return false;
     }
+    // smtpd_client_new_tls_session_rate_limit: refuse before the handshake burns CPU (smtpd.c).
+    const rateKey = this.newTlsRateKey();
+    if (rateKey !== null && this.svc.anvil.rate(rateKey, this.params.anvil_rate_time_unit * 1000) > this.params.smtpd_client_new_tls_session_rate_limit) {
+      this.log.warning(`Refusing STARTTLS request from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
+      await this.send(TEMPORARY_FAILURE, '4.7.0', `Error: too many new TLS sessions from ${this.peer.namaddr}`);
+      return false;
+    }
     await this.send(SERVICE_READY, '2.0.0', 'Ready to start TLS');
     // The reply goes out on the plain socket; whatever the client pipelined after STARTTLS is
     // thrown away (CVE-2011-0411), and the handshake starts in this same tick so no byte of it
@@ -695,9 +702,22 @@ export class Session implements CheckSubject {
     return this.startTls();
   }
 
+  /** The anvil key counting this client's new TLS sessions; null when unlimited or excepted. */
+  private newTlsRateKey(): string | null {
+    if (this.params.smtpd_client_new_tls_session_rate_limit <= 0 || this.svc.limitExceptions.matches(this.peer.addr)) return null;
+    return `newtls:${this.svc.anvilKey(this.peer.addr)}`;
+  }
+
   /** The TLS handshake (STARTTLS or wrappermode). Returns false when the session must end. */
   private async startTls(): Promise<boolean> {
     const tlsEngine = this.svc.tls!;
+    const rateKey = this.newTlsRateKey();
+    const unitMs = this.params.anvil_rate_time_unit * 1000;
+    const limit = this.params.smtpd_client_new_tls_session_rate_limit;
+    if (this.svc.tlsWrapper && this.tls === null && rateKey !== null && this.svc.anvil.rate(rateKey, unitMs) > limit) {
+      this.log.warning(`Refusing TLS service request from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
+      return false;
+    }
     const plain = this.reader.detach() as net.Socket;
     if (this.svc.tlsWrapper && this.tls === null) {
       // Wrappermode: what the client sent so far is its TLS handshake; give it back to the socket.
@@ -719,6 +739,15 @@ export class Session implements CheckSubject {
     this.socket = session.socket;
     this.socket.on('error', () => {});
     this.reader.attach(session.socket);
+    // A new (not resumed) session counts; over the limit the session ends (smtpd.c smtpd_start_tls()).
+    if (rateKey !== null && !session.reused) {
+      const rate = this.svc.anvil.event(rateKey, unitMs);
+      if (rate > limit) {
+        this.log.warning(`New TLS session rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
+        await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${this.params.myhostname} Error: too many new TLS sessions from ${this.peer.namaddr}`);
+        return false;
+      }
+    }
     if (tlsEngine.requireCcert && !session.trusted) {
       const why = session.peerCert ? 'Client certificate not trusted' : 'No client certificate presented';
       this.log.info(`NOQUEUE: abort: TLS from ${this.peer.namaddr}: ${why}`);
