@@ -4,11 +4,12 @@
  * auth-side-by-side.test.ts), permit_sasl_authenticated, sender login maps, Received: and logs.
  */
 import * as assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { hashPassword } from '../../src/auth/index.js';
+import { loadConfig } from '../../src/config/index.js';
 import { smtpdCounters } from '../../src/smtpd/index.js';
 import { type StartedPostern, startPostern } from '../harness/postern.js';
 import { SmtpClient } from '../harness/smtp-client.js';
@@ -370,6 +371,24 @@ describe('smtpd: SMTP AUTH policy', () => {
       await pt.waitFor(/warning: AUTH command rate limit exceeded: 5 from unknown\[127\.0\.0\.1\] for service smtp$/);
       await d.cmd('QUIT');
       await e.cmd('QUIT');
+    } finally {
+      await pt.stop();
+    }
+  });
+
+  it('smtpd: a reload (SIGHUP) opens the user database smtpd_sasl_path names now', async () => {
+    const pt = await startPostern({ mainCf: ['smtpd_sasl_auth_enable = yes', `smtpd_sasl_path = ${users.file}`].join('\n'), hooks });
+    try {
+      const other = path.join(users.dir, 'other-users');
+      writeFileSync(other, 'erin:{PLAIN}erinpw\n');
+      appendFileSync(path.join(pt.dir, 'main.cf'), `smtpd_sasl_path = ${other}\n`);
+      const config = await loadConfig({ configDir: pt.dir });
+      await pt.smtpd.reload(config, config.services.find((s) => s.command === 'smtpd')!);
+      const c = await SmtpClient.connect(pt.port4);
+      await ehlo(c);
+      assert.equal(await c.cmd(`AUTH PLAIN ${b64('\0alice\0secret')}`), '535 5.7.8 Error: authentication failed: (reason unavailable)');
+      assert.equal(await c.cmd(`AUTH PLAIN ${b64('\0erin\0erinpw')}`), '235 2.7.0 Authentication successful');
+      await c.cmd('QUIT');
     } finally {
       await pt.stop();
     }
