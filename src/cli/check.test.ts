@@ -296,3 +296,14 @@ describe('postern check: configuration and host', () => {
     assert.match(stderr.text, /contains only the server certificate, not its chain[^\n]*\npostern check: 1 error, 0 warnings\n$/);
   });
 });
+
+test('postern check: SMTP AUTH on with no user database is an error naming smtpd_sasl_path; with one it passes', async () => {
+  const missing = configDir(`smtpd_sasl_auth_enable = yes\nsmtpd_sasl_path = ${path.join(tmp, 'no-such-users')}\n`);
+  const bad = await check(missing);
+  assert.equal(bad.code, 1);
+  assert.ok(bad.lines.some((l) => /^postern: error: .*smtpd_sasl_path/.test(l)), bad.lines.join('\n'));
+  const users = path.join(tmp, 'users');
+  fs.writeFileSync(users, 'alice@example.test:{PLAIN}secret\n');
+  const good = await check(configDir(`smtpd_sasl_auth_enable = yes\nsmtpd_sasl_path = ${users}\n`));
+  assert.equal(good.lines.filter((l) => l.includes('smtpd_sasl_path')).length, 0, good.lines.join('\n'));
+});

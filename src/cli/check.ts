@@ -26,6 +26,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../config/index.js';
 import type { Config, MasterService, Params } from '../config/types.js';
+import { checkUserDb } from '../auth/index.js';
 import { ConfigError, PosternError } from '../errors.js';
 import { strerror } from '../log/strerror.js';
 import { parseInetProtocols } from '../master/listen.js';
@@ -205,6 +206,11 @@ export function checkConfig(config: Config, o: CheckOptions = {}): Finding[] {
     }
   }
   for (const [message, e] of perService) add({ severity: e.severity, message: `${e.labels.join('; ')}: ${message}` });
+  // SMTP AUTH on without a readable user database: `postern run` would refuse to start.
+  for (const s of smtpd) {
+    const why = checkUserDb(s.params);
+    if (why !== null) add({ severity: 'error', message: `${serviceLabel(s)}: ${why}` });
+  }
   for (const f of checkInetProtocols(config, o.interfaces ?? os.networkInterfaces())) add(f);
   for (const f of checkMaillogFile(config.params)) add(f);
   return out;
