@@ -12,6 +12,8 @@ import { type LocalDeliveryStatus, makeStatus } from './status.js';
 export type Opened = { readonly qf: QueueFile } | { readonly failed: readonly LocalDeliveryStatus[] };
 
 export async function openRequest(req: DeliveryRequest, relay: string): Promise<Opened> {
+  // qmgr validated this immutable file when it activated it: no second read and hash.
+  if (req.file !== undefined && req.file.path === req.queueFile) return { qf: req.file };
   try {
     return { qf: await readQueueFile(req.queueFile) };
   } catch (err) {

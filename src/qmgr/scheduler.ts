@@ -599,6 +599,7 @@ export class Qmgr {
     const req: DeliveryRequest = {
       queueId: msg.id,
       queueFile: msg.path,
+      file: msg.qf,
       sender: env.sender,
       recipients,
       transport: e.transport,

@@ -5,6 +5,7 @@
  * never throw for a delivery outcome: unknown errors are temporary (4.x.x), never permanent, never
  * success (CONVENTIONS "Errors").
  */
+import type { QueueFile } from './file.js';
 
 export interface DeliveryRecipient {
   /** Index of the recipient in the queue file's envelope (the state log's key). */
@@ -33,6 +34,12 @@ export interface DeliveryRequest {
   readonly arrivalTime: number;
   /** When qmgr moved the message into active/ (ms since the epoch), for delays=a/b/c/d. */
   readonly activeTime: number;
+  /**
+   * The queue file as qmgr validated it when it was activated (a plain object: envelope, hash,
+   * layout). An agent may take it instead of reading and verifying the immutable file again; an
+   * agent without it (another process) opens `queueFile` itself.
+   */
+  readonly file?: QueueFile;
 }
 
 /** RFC 3464 2.3.3 Action values as Postfix uses them. */

@@ -19,7 +19,7 @@
  *   first append, so a message delivered in one pass costs no state-log I/O at all.
  * - Records with a good CRC but a kind this version does not know are kept and skipped.
  */
-import { constants } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -175,6 +175,8 @@ export class StateLog {
     const dirSync = o.dirSync ?? (o.fs ? new DirSync(fs) : defaultDirSync);
     const file = stateLogPath(queue_directory, queueId);
     const hdr = header(sha256);
+    // Most messages have no log: ask without making an ENOENT error (and its stack trace) each time.
+    if (fs === nodeFs && !existsSync(file)) return new StateLog(fs, dirSync, null, file, hdr, 0, []);
     let fh: FileRef;
     try {
       fh = await fs.open(file, constants.O_RDWR);
