@@ -111,6 +111,21 @@ test('maildir: as root, files and new directories are given to the mailbox owner
   }
 });
 
+test('maildir: as root, concurrent first deliveries into a new Maildir all succeed (none sees a not-yet-chowned directory)', { skip: isRoot ? false : 'needs root' }, async () => {
+  for (let round = 0; round < 5; round++) {
+    const base = path.join(tmp, `race-${round}`);
+    await fsp.mkdir(base);
+    await fsp.chown(base, 1234, 2345);
+    const md = path.join(base, 'box');
+    const results = await Promise.allSettled(
+      Array.from({ length: 12 }, (_, i) => deliverToMaildir({ maildir: md, prepend: [], message: chunks(`Subject: ${i}\r\n\r\nx\r\n`), owner: { uid: 1234, gid: 2345 }, defaultDsn: '4.2.0' })),
+    );
+    const failed = results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
+    assert.deepEqual(failed, [], `round ${round}`);
+    assert.equal((await fsp.readdir(path.join(md, 'new'))).length, 12);
+  }
+});
+
 test('maildir: as root, no Maildir is created where its owner could not create it (a home of /nonexistent)', { skip: isRoot ? false : 'needs root' }, async () => {
   const parent = path.join(tmp, 'rootonly');
   await fsp.mkdir(parent, { mode: 0o755 });

@@ -175,6 +175,22 @@ export async function ensureMaildir(maildir: string, owner: MailboxOwner | null 
   for (const sub of ['tmp', 'cur', 'new']) await makeDirs(path.join(maildir, sub), 0o700, owner, dirSync);
 }
 
+/** Maildirs being created in this process, so concurrent first deliveries share one creation. */
+const creating = new Map<string, Promise<void>>();
+
+/**
+ * ensureMaildir(), one creation at a time per Maildir: a concurrent delivery must never look at
+ * directories another one made but has not chowned yet (it saw them owned by root and deferred
+ * with "maildir access problem ... Permission denied").
+ */
+function ensureMaildirShared(root: string, owner: MailboxOwner | null, dirSync: DirSync): Promise<void> {
+  const running = creating.get(root);
+  if (running !== undefined) return running;
+  const p = ensureMaildir(root, owner, dirSync).finally(() => creating.delete(root));
+  creating.set(root, p);
+  return p;
+}
+
 /** Deliver one message into a Maildir. Throws MailboxError (Postfix's text and status). */
 export async function deliverToMaildir(o: MaildirDeliveryOptions): Promise<MaildirDelivered> {
   const fs = o.fs ?? nodeFs;
@@ -192,6 +208,8 @@ export async function deliverToMaildir(o: MaildirDeliveryOptions): Promise<Maild
 
   const open = (): Promise<FileRef> => fs.open(tmpFile, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   let fh: FileRef;
+  // Another delivery is creating this Maildir: let it finish (and chown) first.
+  await creating.get(root)?.catch(() => undefined);
   try {
     if (chown) {
       await requireOwnedDir(tmpDir, owner);
@@ -201,7 +219,7 @@ export async function deliverToMaildir(o: MaildirDeliveryOptions): Promise<Maild
       fh = await open();
     } catch (err) {
       if (errnoOf(err) !== 'ENOENT') throw err;
-      await ensureMaildir(root, owner, dirSync);
+      await ensureMaildirShared(root, owner, dirSync);
       fh = await open();
     }
   } catch (err) {
@@ -234,7 +252,7 @@ export async function deliverToMaildir(o: MaildirDeliveryOptions): Promise<Maild
         await fsp.link(tmpFile, newFile);
       } catch (err) {
         if (errnoOf(err) !== 'ENOENT') throw err;
-        await ensureMaildir(root, owner, dirSync);
+        await ensureMaildirShared(root, owner, dirSync);
         await fsp.link(tmpFile, newFile);
       }
       linked = true;

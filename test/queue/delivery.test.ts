@@ -38,10 +38,12 @@ async function hasPflogsumm(): Promise<boolean> {
   }
 }
 
+let logFileForErrors = '';
+
 async function waitUntil(what: string, cond: () => Promise<boolean>, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; log:\n${await fsp.readFile(logFileForErrors, 'utf8').catch(() => '')}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
@@ -51,6 +53,7 @@ test('queue: qmgr daemon with the real agents; pflogsumm counts delivered/deferr
   const q = path.join(dir, 'queue');
   const mail = path.join(dir, 'mail');
   const logFile = path.join(dir, 'maillog');
+  logFileForErrors = logFile;
   await fsp.mkdir(etc, { recursive: true });
   await fsp.mkdir(mail, { recursive: true });
   const root = process.getuid?.() === 0;
