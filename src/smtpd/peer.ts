@@ -52,6 +52,11 @@ export interface Resolver {
   mailhost(domain: string): Promise<MailhostStatus>;
   /** Does the host name have A or AAAA records (reject_unknown_helo_hostname)? */
   hostAddress(name: string): Promise<MailhostStatus>;
+  /**
+   * A DNSBL query (smtpd_check.c rbl_pagein()): the A records of `name` and, when there are some, its
+   * TXT strings. null: not listed (NXDOMAIN, no A record). Throws ResolverError('temp') on a lookup error.
+   */
+  dnsbl?(name: string): Promise<{ readonly a: readonly string[]; readonly txt: readonly string[] } | null>;
 }
 
 const TEMP_CODES = new Set([dns.TIMEOUT, dns.SERVFAIL, dns.CONNREFUSED, dns.REFUSED, 'EAI_AGAIN', dns.CANCELLED]);
@@ -88,6 +93,24 @@ export function systemResolver(): Resolver {
     return temp ? 'tempfail' : 'notfound';
   };
   return {
+    async dnsbl(name) {
+      let a: string[];
+      try {
+        a = await dns.promises.resolve4(name);
+      } catch (e) {
+        const err = dnsError(e);
+        if (err.kind === 'temp') throw err;
+        return null;
+      }
+      if (a.length === 0) return null;
+      let txt: string[] = [];
+      try {
+        txt = (await dns.promises.resolveTxt(name)).map((chunks) => chunks.join(''));
+      } catch {
+        // listed without a reason
+      }
+      return { a, txt };
+    },
     async reverse(addr) {
       try {
         const { hostname } = await dns.promises.lookupService(addr, 0);

@@ -17,12 +17,13 @@
 import * as net from 'node:net';
 import type { Params } from '../config/types.js';
 import { type AccessOptions, accessLookup, type LookupTable, openTable } from '../config/tables/index.js';
+import { expand } from '../config/expand.js';
 import { buildMynetworks, type NetworkMatcher } from '../config/mynetworks.js';
 import { PosternError } from '../errors.js';
 import { BAD_SEQUENCE, DOMAIN_DOES_NOT_ACCEPT_MAIL, LOCAL_ERROR, MAILBOX_NAME_NOT_ALLOWED, MAILBOX_UNAVAILABLE, MAILBOX_UNAVAILABLE_TEMP } from '../proto/smtp/codes.js';
 import { type Reply, reply } from '../proto/smtp/reply.js';
 import type { AddressResolver } from './address-class.js';
-import { type Peer, type Resolver, validHostname } from './peer.js';
+import { expand6, type Peer, type Resolver, validHostname } from './peer.js';
 
 /** What a restriction may look at: the session's facts. */
 export interface CheckSubject {
@@ -75,6 +76,35 @@ export class AccessHangup extends Error {
   constructor() {
     super('access table HANGUP');
   }
+}
+
+type DnsblAnswer = { readonly kind: 'none' } | { readonly kind: 'temp'; readonly why: string } | { readonly kind: 'listed'; readonly a: readonly string[]; readonly txt: readonly string[] };
+
+/** The DNSBL query prefix of an address: reversed octets (IPv4) or reversed nibbles (IPv6). */
+export function reverseForDnsbl(addr: string): string {
+  if (!net.isIPv6(addr)) return addr.split('.').reverse().join('.');
+  const hex = expand6(addr).replace(/:/g, '');
+  return hex.split('').reverse().join('.');
+}
+
+/**
+ * Postfix's DNSBL reply filter (ip_match.c): `127.0.0.2`, `127.0.0.[2..11]`, `127.0.[1;3;5].[10..20]`
+ * — each octet a number, or a bracketed list of numbers and ranges.
+ */
+export function ipFilterMatch(filter: string, addr: string): boolean {
+  const fo = filter.match(/\[[^\]]*\]|[^.[\]]+/g) ?? [];
+  const ao = addr.split('.');
+  if (fo.length !== 4 || ao.length !== 4) return false;
+  return fo.every((f, i) => {
+    const v = Number(ao[i]);
+    const inner = /^\[(.*)\]$/.exec(f);
+    if (inner === null) return /^\d+$/.test(f) && Number(f) === v;
+    return inner[1]!.split(';').some((part) => {
+      const r = /^(\d+)\.\.(\d+)$/.exec(part);
+      if (r !== null) return v >= Number(r[1]) && v <= Number(r[2]);
+      return /^\d+$/.test(part) && Number(part) === v;
+    });
+  });
 }
 
 /** `name: value`, as Postfix is_header() checks PREPEND text. */
@@ -242,6 +272,134 @@ export class Policy {
         `in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, specify at least one working instance of: ${RELAY_REQUIRED.slice(0, -1).join(', ')} or ${RELAY_REQUIRED[RELAY_REQUIRED.length - 1]}`,
       );
     }
+  }
+
+  // --- DNSBL (smtpd_check.c reject_rbl_addr/reject_rbl_domain/permit_dnswl_*) ----------------
+
+  /** Answers per query for a minute (Postfix caches them in its process, ctable). */
+  private readonly dnsblCache = new Map<string, { at: number; r: Promise<DnsblAnswer> }>();
+  private rblReplyTables: LookupTable[] | null = null;
+
+  private dnsbl(query: string): Promise<DnsblAnswer> {
+    const now = Date.now();
+    const hit = this.dnsblCache.get(query);
+    if (hit !== undefined && now - hit.at < 60_000) return hit.r;
+    if (this.dnsblCache.size > 1000) this.dnsblCache.clear();
+    const r: Promise<DnsblAnswer> = (async () => {
+      if (this.resolver.dnsbl === undefined) return { kind: 'none' };
+      try {
+        const a = await this.resolver.dnsbl(query);
+        return a === null ? { kind: 'none' } : { kind: 'listed', a: a.a, txt: a.txt };
+      } catch (e) {
+        return { kind: 'temp', why: (e as Error).message };
+      }
+    })();
+    this.dnsblCache.set(query, { at: now, r });
+    return r;
+  }
+
+  /** `zone[=filter]` + the reversed address or the domain: listed (and matching the filter)? */
+  private async dnsxl(s: CheckSubject, zoneSpec: string, prefix: string): Promise<DnsblAnswer> {
+    const eq = zoneSpec.indexOf('=');
+    const zone = eq < 0 ? zoneSpec : zoneSpec.slice(0, eq);
+    const filter = eq < 0 ? null : zoneSpec.slice(eq + 1);
+    const query = `${prefix}.${zone}`;
+    const ans = await this.dnsbl(query);
+    if (ans.kind === 'temp') s.warning(`${query}: RBL lookup error: ${ans.why}`);
+    if (ans.kind === 'listed' && filter !== null && !ans.a.some((a) => ipFilterMatch(filter, a))) return { kind: 'none' };
+    return ans;
+  }
+
+  /** rbl_reject_reply(): rbl_reply_maps or default_rbl_reply, expanded; a bad code is 450 4.7.1. */
+  private rblReply(ev: Evaluation, zoneSpec: string, txt: readonly string[], what: string, replyClass: string): Status {
+    const zone = zoneSpec.split('=')[0]!;
+    if (this.rblReplyTables === null) {
+      this.rblReplyTables = [];
+      for (const spec of this.params.rbl_reply_maps) {
+        try {
+          this.rblReplyTables.push(openTable(spec));
+        } catch (e) {
+          ev.s.warning(`${spec}: table unavailable: ${(e as Error).message}`);
+        }
+      }
+    }
+    const find = (k: string): string | undefined => {
+      for (const t of this.rblReplyTables ?? []) {
+        const v = t.get(k);
+        if (v !== undefined) return v;
+      }
+      return undefined;
+    };
+    // rbl_pagein(): TXT strings joined with " / ", at most 500 characters.
+    let reason = '';
+    for (const t of txt) {
+      if (reason.length >= 500) break;
+      reason += (reason === '' ? '' : ' / ') + t;
+    }
+    reason = reason.slice(0, 500);
+    const attrs: Record<string, string> = {
+      rbl_code: String(this.params.maps_rbl_reject_code),
+      rbl_domain: zone,
+      rbl_reason: reason,
+      rbl_txt: reason,
+      rbl_what: what,
+      rbl_class: replyClass,
+      client_address: ev.s.peer.addr,
+      client_name: ev.s.peer.name,
+    };
+    // Values are data, never templates: `$` in a TXT record stays a `$`.
+    const lookup = (n: string): string | undefined => (Object.hasOwn(attrs, n) ? attrs[n]!.replace(/\$/g, '$$$$') : undefined);
+    let why = '';
+    for (const template of [find(zoneSpec) ?? (zoneSpec !== zone ? find(zone) : undefined), this.params.default_rbl_reply]) {
+      if (template === undefined) continue;
+      try {
+        why = expand(template, { lookup });
+        break;
+      } catch {
+        ev.s.warning(`rbl_reject_reply: bad rbl reply template for domain ${zoneSpec}: ${template}`);
+      }
+    }
+    const m = /^([45]\d\d) (.*)$/s.exec(why);
+    if (m === null) {
+      ev.s.warning(`rbl response code configuration error: ${why}`);
+      return this.reject(ev, MAILBOX_UNAVAILABLE_TEMP, '4.7.1', 'Service unavailable');
+    }
+    const d = dsnSplit('4.7.1', m[2]!);
+    return this.reject(ev, Number(m[1]), dsnFix(d.dsn, replyClass), d.text || 'Service unavailable');
+  }
+
+  private async rejectRblAddr(ev: Evaluation, zoneSpec: string, addr: string, replyClass: string): Promise<Status> {
+    const ans = await this.dnsxl(ev.s, zoneSpec, reverseForDnsbl(addr));
+    return ans.kind === 'listed' ? this.rblReply(ev, zoneSpec, ans.txt, addr, replyClass) : 'dunno';
+  }
+
+  /** find_dnsxl_domain(): address literals, numeric top labels and bad names are not looked up. */
+  private static dnsblDomain(what: string): string | null {
+    const at = what.lastIndexOf('@');
+    const domain = at >= 0 ? what.slice(at + 1) : what;
+    if (domain === '' || domain.startsWith('[')) return null;
+    const last = domain.slice(domain.lastIndexOf('.') + 1);
+    if (/^\d+$/.test(last) || !validHostname(domain)) return null;
+    return domain;
+  }
+
+  private async rejectRblDomain(ev: Evaluation, zoneSpec: string, what: string, replyClass: string): Promise<Status> {
+    const domain = Policy.dnsblDomain(what);
+    if (domain === null) return 'dunno';
+    const ans = await this.dnsxl(ev.s, zoneSpec, domain);
+    return ans.kind === 'listed' ? this.rblReply(ev, zoneSpec, ans.txt, domain, replyClass) : 'dunno';
+  }
+
+  /** permit_dnswl_client / permit_rhswl_client: OK when listed; a lookup error defers a later reject. */
+  private async permitDnswl(ev: Evaluation, zoneSpec: string, prefix: string | null, what: string, replyClass: string): Promise<Status> {
+    const s = ev.s;
+    // Never open the relay: at RCPT only for destinations this server accepts anyway.
+    if (s.where === 'RCPT' && s.recipient !== null && !this.permitAuthDestination(s.recipient)) return 'dunno';
+    if (prefix === null) return 'dunno';
+    const ans = await this.dnsxl(s, zoneSpec, prefix);
+    if (ans.kind === 'listed') return 'ok';
+    if (ans.kind === 'temp') return this.deferIf('reject', ev, MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `<${what}>: ${replyClass} rejected: Service unavailable`);
+    return 'dunno';
   }
 
   /** relay_clientcerts opened at first use. */
@@ -852,6 +1010,31 @@ export class Policy {
         case CHECK_ETRN_ACL:
           status = (await this.lookupDomain(ev, tableArg!, replyName, replyName, NAME_ETRN, defAcl)).status;
           break;
+        case 'reject_rbl_client':
+        case 'reject_rbl':
+        case 'reject_rhsbl_client':
+        case 'reject_rhsbl_reverse_client':
+        case 'reject_rhsbl_sender':
+        case 'reject_rhsbl_helo':
+        case 'reject_rhsbl_recipient':
+        case 'permit_dnswl_client':
+        case 'permit_rhswl_client': {
+          const zone = list[i + 1];
+          if (zone === undefined) {
+            s.warning(`restriction ${n} requires domain name argument`);
+            this.serverError(ev);
+          }
+          i++;
+          if (n === 'reject_rbl_client' || n === 'reject_rbl') status = await this.rejectRblAddr(ev, zone!, s.peer.addr, NAME_CLIENT);
+          else if (n === 'reject_rhsbl_client') status = s.peer.name !== 'unknown' ? await this.rejectRblDomain(ev, zone!, s.peer.name, NAME_CLIENT) : 'dunno';
+          else if (n === 'reject_rhsbl_reverse_client') status = s.peer.reverseName !== 'unknown' ? await this.rejectRblDomain(ev, zone!, s.peer.reverseName, 'Unverified Client host') : 'dunno';
+          else if (n === 'reject_rhsbl_sender') status = s.sender ? await this.rejectRblDomain(ev, zone!, s.sender, NAME_SENDER) : 'dunno';
+          else if (n === 'reject_rhsbl_helo') status = s.helo !== null ? await this.rejectRblDomain(ev, zone!, s.helo, NAME_HELO) : 'dunno';
+          else if (n === 'reject_rhsbl_recipient') status = s.recipient ? await this.rejectRblDomain(ev, zone!, s.recipient, NAME_RECIPIENT) : 'dunno';
+          else if (n === 'permit_dnswl_client') status = await this.permitDnswl(ev, zone!, reverseForDnsbl(s.peer.addr), s.peer.addr, NAME_CLIENT);
+          else status = s.peer.name !== 'unknown' ? await this.permitDnswl(ev, zone!, Policy.dnsblDomain(s.peer.name), s.peer.name, NAME_CLIENT) : 'dunno';
+          break;
+        }
         default: {
           const cls = this.classes.get(name);
           if (cls !== undefined) {
