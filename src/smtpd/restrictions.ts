@@ -24,6 +24,7 @@ import { BAD_SEQUENCE, DOMAIN_DOES_NOT_ACCEPT_MAIL, LOCAL_ERROR, MAILBOX_NAME_NO
 import { type Reply, reply } from '../proto/smtp/reply.js';
 import type { AddressResolver } from './address-class.js';
 import { expand6, type Peer, type Resolver, validHostname } from './peer.js';
+import { queryPolicy } from './policy-client.js';
 
 /** What a restriction may look at: the session's facts. */
 export interface CheckSubject {
@@ -249,6 +250,11 @@ export class Policy {
       const out = list.flatMap((v) => splitList(v));
       for (let i = 0; i < out.length; i++) {
         const name = out[i]!;
+        // check_policy_service names a server (inet:host:port, unix:path), not a table.
+        if (name.toLowerCase() === 'check_policy_service') {
+          i++;
+          continue;
+        }
         if (name.includes(':') && !this.tables.has(name)) this.openAccessTable(name, o.warn);
       }
       return Object.freeze(out);
@@ -400,6 +406,59 @@ export class Policy {
     if (ans.kind === 'listed') return 'ok';
     if (ans.kind === 'temp') return this.deferIf('reject', ev, MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `<${what}>: ${replyClass} rejected: Service unavailable`);
     return 'dunno';
+  }
+
+  /**
+   * check_policy_service (smtpd_check.c): the attributes of SMTPD_POLICY_README, the reply's
+   * action judged as an access(5) result; a server that cannot be asked (after
+   * smtpd_policy_service_try_limit attempts) gives smtpd_policy_service_default_action.
+   */
+  private async policyService(ev: Evaluation, server: string, replyName: string, replyClass: string, defAcl: string | null): Promise<Status> {
+    const s = ev.s;
+    const p = this.params;
+    const where = s.where === 'BDAT' ? 'DATA' : s.where;
+    const t = s.tls;
+    const attrs: [string, string][] = [
+      ['request', 'smtpd_access_policy'],
+      ['protocol_state', where],
+      ['protocol_name', s.protocol],
+      ['client_address', s.peer.addr],
+      ['client_name', s.peer.name],
+      ['client_port', String(s.peer.port)],
+      ['reverse_client_name', s.peer.reverseName],
+      ['helo_name', s.helo ?? ''],
+      ['sender', s.sender ?? ''],
+      ['recipient', s.recipient ?? ''],
+      ['recipient_count', where === 'DATA' || where === 'END-OF-MESSAGE' ? String(s.rcptCount) : '0'],
+      ['queue_id', s.queueId ?? ''],
+      ['instance', `${process.pid.toString(16)}.${s.peer.port.toString(16)}.${(s.sender ?? '').length.toString(16)}`],
+      ['size', '0'],
+      ['etrn_domain', where === 'ETRN' ? replyName : ''],
+      ['stress', p.stress],
+      ['sasl_method', s.saslUsername !== null ? 'PLAIN' : ''],
+      ['sasl_username', s.saslUsername ?? ''],
+      ['sasl_sender', ''],
+      ['ccert_subject', t?.trusted ? (t.peerCN ?? '') : ''],
+      ['ccert_issuer', ''],
+      ['ccert_fingerprint', t?.certFingerprint ?? ''],
+      ['ccert_pubkey_fingerprint', t?.pkeyFingerprint ?? ''],
+      ['encryption_protocol', ''],
+      ['encryption_cipher', ''],
+      ['encryption_keysize', '0'],
+      ['policy_context', p.smtpd_policy_service_policy_context],
+      ['compatibility_level', String(p.compatibility_level)],
+      ['mail_version', '3.7.11'],
+    ];
+    let action: string | null = null;
+    for (let attempt = 1; attempt <= p.smtpd_policy_service_try_limit && action === null; attempt++) {
+      try {
+        action = await queryPolicy(server, attrs, { queueDirectory: p.queue_directory, timeoutMs: p.smtpd_policy_service_timeout * 1000 });
+      } catch (e) {
+        s.warning(`problem talking to server ${server}: ${(e as Error).message}`);
+        if (attempt < p.smtpd_policy_service_try_limit) await new Promise((r) => setTimeout(r, p.smtpd_policy_service_retry_delay * 1000));
+      }
+    }
+    return this.tableResult(ev, server, action ?? p.smtpd_policy_service_default_action, replyName, replyClass, defAcl);
   }
 
   /** relay_clientcerts opened at first use. */
@@ -1010,6 +1069,16 @@ export class Policy {
         case CHECK_ETRN_ACL:
           status = (await this.lookupDomain(ev, tableArg!, replyName, replyName, NAME_ETRN, defAcl)).status;
           break;
+        case 'check_policy_service': {
+          const server = list[i + 1];
+          if (server === undefined) {
+            s.warning(`restriction ${n} requires server name argument`);
+            this.serverError(ev);
+          }
+          i++;
+          status = await this.policyService(ev, server!, replyName, replyClass, defAcl);
+          break;
+        }
         case 'reject_rbl_client':
         case 'reject_rbl':
         case 'reject_rhsbl_client':
