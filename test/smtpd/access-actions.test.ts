@@ -4,24 +4,18 @@
  * conversations (side-by-side.test.ts compares the replies).
  */
 import * as assert from 'node:assert/strict';
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { queueDirPath } from '../../src/queue/directories.js';
 import { readMessage, readQueueFile } from '../../src/queue/file.js';
+import { peerSkip } from '../harness/peers.js';
 import { type StartedPostern, startPostern } from '../harness/postern.js';
 import { SmtpClient } from '../harness/smtp-client.js';
 
 const run = promisify(execFile);
-
-/** false when swaks is there; else why the test skips (in CI a missing peer fails). */
-function noSwaks(): string | false {
-  if (spawnSync('sh', ['-c', 'command -v swaks']).status === 0) return false;
-  if (process.env.CI === 'true') throw new Error('swaks is required (CI=true): apt-get install swaks');
-  return 'swaks not installed (apt-get install swaks)';
-}
 
 const MAIN_CF = [
   'smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination',
@@ -108,7 +102,7 @@ describe('smtpd: access(5) actions', () => {
     await pt.waitFor(/disconnect from unknown\[127\.0\.0\.1\] ehlo=1 mail=1 rcpt=0\/1 commands=2\/3$/);
   });
 
-  it('smtpd: swaks delivers into hold/ through a HOLD action (real peer)', { skip: noSwaks() }, async () => {
+  it('smtpd: swaks delivers into hold/ through a HOLD action (real peer)', { skip: peerSkip('swaks', 'swaks') }, async () => {
     const held = (): number => (fs.existsSync(queueDirPath(pt.queueDir, 'hold')) ? fs.readdirSync(queueDirPath(pt.queueDir, 'hold')).length : 0);
     const before = held();
     const { stdout } = await run('swaks', ['--server', '127.0.0.1', '--port', String(pt.port4), '--from', 'a@client.example.test', '--to', 'hold@mx.example.test', '--ehlo', 'client.example.test']);

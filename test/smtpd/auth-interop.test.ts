@@ -4,7 +4,6 @@
  * Postern, and fail2ban-regex with Debian's postfix filter in mode=auth on Postern's log.
  */
 import * as assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,33 +11,13 @@ import { after, before, describe, it } from 'node:test';
 import { hashPassword } from '../../src/auth/index.js';
 import { smtpdCounters } from '../../src/smtpd/index.js';
 import { freePorts, postfixSkip, startPostfix } from '../harness/postfix.js';
+import { peerSkip, runPeer } from '../harness/peers.js';
 import { type StartedPostern, startPostern } from '../harness/postern.js';
 import { makePki, type Pki } from '../tls/pki.js';
 
-function have(cmd: string, pkg: string): string | false {
-  if (spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0) return false;
-  if (process.env.CI === 'true') throw new Error(`${cmd} is required (CI=true): apt-get install ${pkg}`);
-  return `${cmd} not installed (apt-get install ${pkg})`;
-}
-
-const noSwaks = have('swaks', 'swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl');
-const noCurl = have('curl', 'curl');
-const noFail2ban = have('fail2ban-regex', 'fail2ban');
-
-function run(cmd: string, args: readonly string[], input = ''): Promise<{ status: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.on('close', (status) => resolve({ status, out }));
-    p.stdin.end(input);
-  });
-}
+const noSwaks = peerSkip('swaks', 'swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl');
+const noCurl = peerSkip('curl', 'curl');
+const noFail2ban = peerSkip('fail2ban-regex', 'fail2ban');
 
 const hooks = { authFailureDelay: (): Promise<void> => new Promise((r) => setTimeout(r, 50)) };
 
@@ -73,7 +52,7 @@ describe('smtpd: AUTH interop with real clients', () => {
   });
 
   const swaks = (port: number, args: readonly string[]): Promise<{ status: number | null; out: string }> =>
-    run('swaks', ['--server', '127.0.0.1', '--port', String(port), '--from', 'alice@client.example.test', '--to', 'carol@far.example', '--helo', 'client.example.test', '--timeout', '15', ...args]);
+    runPeer('swaks', ['--server', '127.0.0.1', '--port', String(port), '--from', 'alice@client.example.test', '--to', 'carol@far.example', '--helo', 'client.example.test', '--timeout', '15', ...args]);
 
   for (const mech of ['PLAIN', 'LOGIN']) {
     it(`smtpd: swaks --auth ${mech} over STARTTLS relays for the user; a wrong password is 535`, { skip: noSwaks }, async () => {
@@ -98,7 +77,7 @@ describe('smtpd: AUTH interop with real clients', () => {
   }
 
   it('smtpd: curl smtp:// --ssl-reqd --user sends a message through AUTH (ESMTPSA Received:)', { skip: noCurl }, async () => {
-    const r = await run(
+    const r = await runPeer(
       'curl',
       ['-sS', '--insecure', '--ssl-reqd', `smtp://127.0.0.1:${submission.port4}`, '--user', 'alice:s3cret pass', '--mail-from', 'alice@client.example.test', '--mail-rcpt', 'carol@far.example', '-T', '-', '-v'],
       'Subject: by curl\r\n\r\nhello\r\n',
@@ -119,7 +98,7 @@ describe('smtpd: AUTH interop with real clients', () => {
       const file = path.join(logDir, 'maillog');
       const lines = [...submission.lines(), ...smtps.lines()];
       writeFileSync(file, `${lines.join('\n')}\n`);
-      const r = await run('fail2ban-regex', [file, '/etc/fail2ban/filter.d/postfix.conf[mode=auth]']);
+      const r = await runPeer('fail2ban-regex', [file, '/etc/fail2ban/filter.d/postfix.conf[mode=auth]']);
       const m = /Lines: \d+ lines, \d+ ignored, (\d+) matched/.exec(r.out);
       assert.ok(m, r.out);
       const failures = lines.filter((l) => /warning: .*\[127\.0\.0\.1\]: SASL (PLAIN|LOGIN) authentication failed: /.test(l)).length;

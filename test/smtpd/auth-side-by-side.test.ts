@@ -17,15 +17,14 @@ import { after, before, describe, it } from 'node:test';
 import { hashPassword } from '../../src/auth/index.js';
 import { freePorts, postfixSkip, type StartedPostfix, startPostfix } from '../harness/postfix.js';
 import { type StartedPostern, startPostern } from '../harness/postern.js';
+import { peerSkip } from '../harness/peers.js';
 import { SmtpClient } from '../harness/smtp-client.js';
 import { makePki, type Pki } from '../tls/pki.js';
 
 function dovecotSkip(): string | false {
   const pf = postfixSkip();
   if (pf) return pf;
-  if (spawnSync('sh', ['-c', 'command -v dovecot']).status === 0) return false;
-  if (process.env.CI === 'true') throw new Error('the AUTH side-by-side test needs Dovecot: apt-get install dovecot-core');
-  return 'dovecot not installed (apt-get install dovecot-core)';
+  return peerSkip('dovecot', 'dovecot-core');
 }
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');

@@ -4,7 +4,7 @@
  * Debian's postfix filter, pflogsumm, and Postfix's own smtp client relaying into Postern.
  */
 import * as assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,38 +12,17 @@ import { after, before, describe, it } from 'node:test';
 import { smtpdCounters } from '../../src/smtpd/index.js';
 import { freePorts, postfixSkip, startPostfix } from '../harness/postfix.js';
 import { hasIPv6Loopback, type StartedPostern, startPostern } from '../harness/postern.js';
+import { peerSkip, runPeer } from '../harness/peers.js';
 import { SmtpClient } from '../harness/smtp-client.js';
 import { makePki, type Pki } from '../tls/pki.js';
 
-function have(cmd: string, pkg: string): string | false {
-  const ok = spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
-  if (ok) return false;
-  if (process.env.CI === 'true') throw new Error(`${cmd} is required (CI=true): apt-get install ${pkg}`);
-  return `${cmd} not installed (apt-get install ${pkg})`;
-}
-
-const noSwaks = have('swaks', 'swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl libio-socket-inet6-perl');
-const noOpenssl = have('openssl', 'openssl');
-const noFail2ban = have('fail2ban-regex', 'fail2ban') || (spawnSync('test', ['-f', '/etc/fail2ban/filter.d/postfix.conf']).status === 0 ? false : 'fail2ban postfix filter missing (apt-get install fail2ban)');
-const noPflogsumm = have('pflogsumm', 'pflogsumm');
+const noSwaks = peerSkip('swaks', 'swaks libio-socket-ssl-perl libnet-ssleay-perl libauthen-sasl-perl libio-socket-inet6-perl');
+const noOpenssl = peerSkip('openssl', 'openssl');
+const noFail2ban = peerSkip('fail2ban-regex', 'fail2ban') || (spawnSync('test', ['-f', '/etc/fail2ban/filter.d/postfix.conf']).status === 0 ? false : 'fail2ban postfix filter missing (apt-get install fail2ban)');
+const noPflogsumm = peerSkip('pflogsumm', 'pflogsumm');
 const ipv6 = await hasIPv6Loopback();
 
 /** Run a command asynchronously (the server runs in this process). */
-function run(cmd: string, args: readonly string[], input = ''): Promise<{ status: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.stderr.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    p.on('close', (status) => resolve({ status, out }));
-    p.stdin.end(input);
-  });
-}
-
 describe('smtpd: interop with real peers', () => {
   let pki: Pki;
   let pt: StartedPostern;
@@ -71,7 +50,7 @@ describe('smtpd: interop with real peers', () => {
   });
 
   const swaks = (args: readonly string[]): Promise<{ status: number | null; out: string }> =>
-    run('swaks', ['--server', '127.0.0.1', '--port', String(pt.port4), '--from', 'alice@client.example.test', '--to', 'bob@mx.example.test', '--helo', 'client.example.test', '--timeout', '10', ...args]);
+    runPeer('swaks', ['--server', '127.0.0.1', '--port', String(pt.port4), '--from', 'alice@client.example.test', '--to', 'bob@mx.example.test', '--helo', 'client.example.test', '--timeout', '10', ...args]);
 
   it('smtpd: swaks plain delivery', { skip: noSwaks }, async () => {
     const r = await swaks([]);
@@ -100,16 +79,16 @@ describe('smtpd: interop with real peers', () => {
   });
 
   it('smtpd: swaks over IPv6 and a relay attempt that is refused', { skip: noSwaks || (!ipv6 && 'no IPv6 loopback') }, async () => {
-    const r = await run('swaks', ['--server', '::1', '--port', String(pt.port6), '-6', '--from', 'alice@client.example.test', '--to', 'carol@other.test', '--helo', 'client.example.test']);
+    const r = await runPeer('swaks', ['--server', '::1', '--port', String(pt.port6), '-6', '--from', 'alice@client.example.test', '--to', 'carol@other.test', '--helo', 'client.example.test']);
     assert.notEqual(r.status, 0);
     assert.match(r.out, /<\*\* 554 5\.7\.1 <carol@other\.test>: Relay access denied/);
     await pt.waitFor(/NOQUEUE: reject: RCPT from unknown\[::1\]: 554 5\.7\.1 <carol@other\.test>: Relay access denied; from=<alice@client\.example\.test> to=<carol@other\.test> proto=ESMTP helo=<client\.example\.test>/);
   });
 
   it('smtpd: openssl s_client -starttls smtp: TLSv1.2 works, TLSv1.1 is refused (smtpd_tls_protocols = >=TLSv1.2)', { skip: noOpenssl }, async () => {
-    const ok = await run('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${pt.port4}`, '-tls1_2', '-servername', 'mx.example.test'], 'QUIT\r\n');
+    const ok = await runPeer('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${pt.port4}`, '-tls1_2', '-servername', 'mx.example.test'], 'QUIT\r\n');
     assert.match(ok.out, /Protocol *: TLSv1\.2/);
-    const bad = await run('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${pt.port4}`, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0'], 'QUIT\r\n');
+    const bad = await runPeer('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${pt.port4}`, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0'], 'QUIT\r\n');
     assert.match(bad.out, /Cipher is \(NONE\)/);
     assert.match(bad.out, /alert protocol version|no protocols available|unsupported protocol/i);
   });
@@ -129,7 +108,7 @@ describe('smtpd: interop with real peers', () => {
     try {
       const file = path.join(dir, 'maillog');
       writeFileSync(file, `${pt.lines().join('\n')}\n`);
-      const r = await run('fail2ban-regex', ['--print-all-matched', file, '/etc/fail2ban/filter.d/postfix.conf']);
+      const r = await runPeer('fail2ban-regex', ['--print-all-matched', file, '/etc/fail2ban/filter.d/postfix.conf']);
       const m = /Lines: \d+ lines, \d+ ignored, (\d+) matched/.exec(r.out);
       assert.ok(m, r.out);
       const rejects = pt.lines().filter((l) => /: reject: RCPT from .*Relay access denied/.test(l)).length;
@@ -156,7 +135,7 @@ describe('smtpd: interop with real peers', () => {
       const file = path.join(dir, 'maillog');
       const lines = pt.lines();
       writeFileSync(file, `${lines.join('\n')}\n`);
-      const r = await run('pflogsumm', ['-d', 'today', '--detail', '0', '--no_no_msg_size', file]);
+      const r = await runPeer('pflogsumm', ['-d', 'today', '--detail', '0', '--no_no_msg_size', file]);
       const received = lines.filter((l) => /\/smtpd\[\d+\]: \w+: client=/.test(l)).length;
       const rejected = lines.filter((l) => /\/smtpd\[\d+\]: \w+: reject: /.test(l)).length;
       assert.match(r.out, new RegExp(`^\\s*${received}\\s+received$`, 'm'), r.out);
