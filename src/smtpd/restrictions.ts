@@ -284,7 +284,6 @@ export class Policy {
 
   /** Answers per query for a minute (Postfix caches them in its process, ctable). */
   private readonly dnsblCache = new Map<string, { at: number; r: Promise<DnsblAnswer> }>();
-  private rblReplyTables: LookupTable[] | null = null;
 
   private dnsbl(query: string): Promise<DnsblAnswer> {
     const now = Date.now();
@@ -319,18 +318,9 @@ export class Policy {
   /** rbl_reject_reply(): rbl_reply_maps or default_rbl_reply, expanded; a bad code is 450 4.7.1. */
   private rblReply(ev: Evaluation, zoneSpec: string, txt: readonly string[], what: string, replyClass: string): Status {
     const zone = zoneSpec.split('=')[0]!;
-    if (this.rblReplyTables === null) {
-      this.rblReplyTables = [];
-      for (const spec of this.params.rbl_reply_maps) {
-        try {
-          this.rblReplyTables.push(openTable(spec));
-        } catch (e) {
-          ev.s.warning(`${spec}: table unavailable: ${(e as Error).message}`);
-        }
-      }
-    }
+    const tables = this.parameterTables('rbl_reply_maps', ev.s);
     const find = (k: string): string | undefined => {
-      for (const t of this.rblReplyTables ?? []) {
+      for (const t of tables) {
         const v = t.get(k);
         if (v !== undefined) return v;
       }
@@ -461,48 +451,43 @@ export class Policy {
     return this.tableResult(ev, server, action ?? p.smtpd_policy_service_default_action, replyName, replyClass, defAcl);
   }
 
-  /** relay_clientcerts opened at first use. */
-  private relayCcerts: LookupTable[] | null = null;
+  /** Table-list parameters read by restrictions (relay_clientcerts, ...), opened at first use. */
+  private readonly paramTables = new Map<string, LookupTable[]>();
 
-  /** permit_tls_clientcerts: the public key, then the certificate fingerprint in relay_clientcerts (smtpd_check.c). */
-  private relayCcertListed(s: CheckSubject): boolean {
-    if (this.relayCcerts === null) {
-      this.relayCcerts = [];
-      for (const spec of this.params.relay_clientcerts) {
+  private parameterTables(name: 'rbl_reply_maps' | 'relay_clientcerts' | 'smtpd_sender_login_maps', s: Pick<CheckSubject, 'warning'>): LookupTable[] {
+    let list = this.paramTables.get(name);
+    if (list === undefined) {
+      list = [];
+      for (const spec of this.params[name]) {
         try {
-          this.relayCcerts.push(openTable(spec));
+          list.push(openTable(spec));
         } catch (e) {
           s.warning(`${spec}: table unavailable: ${(e as Error).message}`);
         }
       }
+      this.paramTables.set(name, list);
     }
+    return list;
+  }
+
+  /** permit_tls_clientcerts: the public key, then the certificate fingerprint in relay_clientcerts (smtpd_check.c). */
+  private relayCcertListed(s: CheckSubject): boolean {
+    const tables = this.parameterTables('relay_clientcerts', s);
     for (const fp of [s.tls?.pkeyFingerprint ?? '', s.tls?.certFingerprint ?? '']) {
       if (fp === '') continue;
-      if (this.relayCcerts.some((t) => t.get(fp) !== undefined)) return true;
+      if (tables.some((t) => t.get(fp) !== undefined)) return true;
     }
     return false;
   }
 
-  /** smtpd_sender_login_maps opened at first use. */
-  private loginMaps: LookupTable[] | null = null;
-
   /** The owners (SASL logins) of a sender address: address, then @domain (Postfix mail_addr_find()). */
   private senderOwners(sender: string, warn: (t: string) => void): string | undefined {
-    if (this.loginMaps === null) {
-      this.loginMaps = [];
-      for (const spec of this.params.smtpd_sender_login_maps) {
-        try {
-          this.loginMaps.push(openTable(spec));
-        } catch (e) {
-          warn(`${spec}: table unavailable: ${(e as Error).message}`);
-        }
-      }
-    }
+    const tables = this.parameterTables('smtpd_sender_login_maps', { warning: warn });
     const addr = sender.toLowerCase();
     const at = addr.lastIndexOf('@');
     const keys = at > 0 ? [addr, addr.slice(at)] : [addr];
     for (const key of keys) {
-      for (const t of this.loginMaps) {
+      for (const t of tables) {
         const v = t.get(key);
         if (v !== undefined) return v;
       }
