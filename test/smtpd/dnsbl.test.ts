@@ -96,6 +96,17 @@ describe('smtpd: DNSBL restrictions', () => {
     }
   });
 
+  it('smtpd: a reply template without a 4xx/5xx code is a configuration error: 450 4.7.1 and Postfix warning', async () => {
+    const r = resolver({ '1.0.0.127.zen.example': { a: ['127.0.0.2'] } }, []);
+    const pt = await startPostern({ resolver: r, mainCf: [...base, 'smtpd_recipient_restrictions = reject_rbl_client zen.example', 'rbl_reply_maps = inline:{ { zen.example = go away } }'].join('\n') });
+    try {
+      assert.equal(await rcpt(pt), '450 4.7.1 Service unavailable');
+      await pt.waitFor(/warning: rbl response code configuration error: go away$/);
+    } finally {
+      await pt.stop();
+    }
+  });
+
   it('smtpd: DNSBL query names and reply filters', () => {
     assert.equal(reverseForDnsbl('192.0.2.7'), '7.2.0.192');
     assert.equal(reverseForDnsbl('2001:db8::1'), '1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2');

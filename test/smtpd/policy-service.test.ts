@@ -97,6 +97,23 @@ describe('smtpd: check_policy_service', () => {
     }
   });
 
+  it('smtpd: a reply without action= is a failed query: the default action', async () => {
+    const bad = net.createServer((sock) => {
+      sock.on('data', () => sock.write('result=whatever\n\n'));
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((r) => bad.listen({ host: '127.0.0.1', port: 0 }, () => r()));
+    const port = (bad.address() as net.AddressInfo).port;
+    const pt = await startPostern({ mainCf: [...base, `smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:${port}, permit`, 'smtpd_policy_service_try_limit = 1'].join('\n') });
+    try {
+      assert.equal(await rcpt(pt), '451 4.3.5 <bob@mx.example.test>: Recipient address rejected: Server configuration problem');
+      await pt.waitFor(new RegExp(`warning: problem talking to server inet:127\\.0\\.0\\.1:${port}: no action attribute in reply$`));
+    } finally {
+      await pt.stop();
+      bad.close();
+    }
+  });
+
   it('smtpd: a server that cannot be reached gives smtpd_policy_service_default_action with Postfix warning', async () => {
     const closed = await greylister({ host: '127.0.0.1', port: 0 });
     const port = closed.port;
