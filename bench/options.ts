@@ -23,6 +23,12 @@ export interface BenchOptions {
   readonly queue: number;
   /** Seconds to watch memory with the deferred queue loaded. */
   readonly deferredWatch: number;
+  /**
+   * Messages (20 sessions × 2 KiB) each server gets, untimed, after it starts and before the timed
+   * acceptance and end-to-end runs: steady state, not start-up (Node's JIT compiles the hot paths
+   * during the first thousand or so messages; Postfix forks its smtpd processes).
+   */
+  readonly warmup: number;
   /** Give up waiting for deliveries after this many seconds without progress. */
   readonly stall: number;
   readonly repeat: number;
@@ -47,6 +53,8 @@ Environment:
   BENCH_E2E_MESSAGES=N     messages per end-to-end run, 20 sessions (full 5000, quick 100)
   BENCH_QUEUE=N            messages for queue drain / deferred memory (full 100000, quick 500)
   BENCH_DEFERRED_WATCH=S   seconds to watch memory with the deferred queue (full 30, quick 3)
+  BENCH_WARMUP=N           untimed messages per server before the acceptance and end-to-end runs
+                           (full 1000, quick 0)
   BENCH_STALL=S            give up on deliveries after S seconds without progress (full 60, quick 5)
   BENCH_REPEAT=N           runs per acceptance figure; the median is reported (1)
   BENCH_ONLY=accept,idle,e2e,queue   scenarios to run (all)
@@ -95,6 +103,7 @@ export function benchOptions(env: NodeJS.ProcessEnv): BenchOptions {
     e2eSessions: 20,
     queue: int(env, 'BENCH_QUEUE', quick ? 500 : 100000),
     deferredWatch: int(env, 'BENCH_DEFERRED_WATCH', quick ? 3 : 30),
+    warmup: int(env, 'BENCH_WARMUP', quick ? 0 : 1000, 0),
     stall: int(env, 'BENCH_STALL', quick ? 5 : 60),
     repeat: int(env, 'BENCH_REPEAT', 1),
     only: names(env, 'BENCH_ONLY', SCENARIOS),

@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { isAlive, type Memory, treeCpuSeconds, treeMemory } from './procs.js';
+import { isAlive, type Memory, threadCpuSeconds, treeCpuSeconds, treeMemory } from './procs.js';
 import { commonMainCf, MAILBOX_ID, masterCf, type Profile, RECIPIENT, running, type Server, sleep, waitForPort } from './server.js';
 
 /** The checkout: dist/bench/postern.js → ../.. */
@@ -133,6 +133,12 @@ export class PosternServer implements Server {
   cpuSeconds(): number {
     const pid = this.pid;
     return pid === null || !this.running() ? 0 : treeCpuSeconds(pid);
+  }
+
+  /** CPU seconds of the main thread (the event loop): the part that cannot spread over cores. */
+  mainThreadCpuSeconds(): number {
+    const pid = this.pid;
+    return pid === null || !this.running() ? 0 : threadCpuSeconds(pid);
   }
 
   /** What the child wrote on stdout/stderr (fatal errors before the log opens). */

@@ -105,6 +105,20 @@ export function treeCpuSeconds(root: number): number {
   return ticks / CLK_TCK;
 }
 
+/**
+ * CPU seconds (user + system) of one thread of a process: for Postern, its main thread (tid = pid),
+ * where every line of JavaScript runs; the rest of its CPU is libuv's file-system threads and V8's.
+ */
+export function threadCpuSeconds(pid: number, tid: number = pid): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+  } catch {
+    return 0;
+  }
+}
+
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);

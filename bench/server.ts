@@ -38,6 +38,8 @@ export interface Server {
   memory(): Memory;
   /** CPU seconds used so far by all of the server's processes (./procs.ts treeCpuSeconds). */
   cpuSeconds(): number;
+  /** CPU seconds of the main thread alone, for a server that runs in one event loop (Postern). */
+  mainThreadCpuSeconds?(): number;
   /** Lines of the server's log file. */
   log(): string[];
 }
