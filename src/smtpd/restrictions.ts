@@ -44,8 +44,21 @@ export interface CheckSubject {
     readonly pkeyFingerprint?: string;
     /** Client certificate subject CN, the reply name of check_ccert_access. */
     readonly peerCN?: string;
+    readonly issuerCN?: string;
+    /** `TLSv1.3`, the OpenSSL cipher name and its bits, for the policy protocol's encryption_* attributes. */
+    readonly protocol?: string;
+    readonly cipher?: string;
+    readonly bits?: number;
   } | null;
   readonly saslUsername: string | null;
+  /** The AUTH mechanism as the client named it (policy attribute sasl_method). */
+  readonly saslMethod?: string | null;
+  /** The size the client announced with MAIL FROM SIZE=, or the bytes received once DATA is in (Postfix act_size/msg_size). */
+  readonly size?: number;
+  /** Postfix's per-transaction `instance` (pid.sec.usec.seqno in hex, set at MAIL; '' before). */
+  readonly instance?: string;
+  /** The local end of the connection (policy attributes server_address, server_port). */
+  readonly server?: { readonly addr: string; readonly port: number };
   readonly illegalPipelining: boolean;
   readonly smtputf8: boolean;
   /** defer_if_permit carried from earlier stages (Postfix defer_if_permit_client/helo/sender). */
@@ -155,6 +168,7 @@ const NAME_SENDER = 'Sender address';
 const NAME_RECIPIENT = 'Recipient address';
 const NAME_ETRN = 'Etrn command';
 const NAME_DATA = 'Data command';
+const NAME_EOD = 'End-of-data';
 
 const CHECK_CLIENT_ACL = 'check_client_access';
 const CHECK_HELO_ACL = 'check_helo_access';
@@ -233,6 +247,8 @@ export class Policy {
   readonly relay: Restrictions;
   readonly recipient: Restrictions;
   readonly data: Restrictions;
+  /** smtpd_end_of_data_restrictions (END-OF-MESSAGE), empty when unset. */
+  readonly eod: Restrictions;
   readonly etrn: Restrictions;
   private readonly accessOptions: AccessOptions;
 
@@ -265,6 +281,7 @@ export class Policy {
     this.relay = parse(o.params.smtpd_relay_restrictions);
     this.recipient = parse(o.params.smtpd_recipient_restrictions);
     this.data = parse(o.params.smtpd_data_restrictions);
+    this.eod = parse(o.params.smtpd_end_of_data_restrictions);
     this.etrn = parse(o.params.smtpd_etrn_restrictions);
     for (const name of o.params.smtpd_restriction_classes.flatMap((v) => splitList(v))) {
       const text = o.setting?.(name) ?? '';
@@ -416,25 +433,28 @@ export class Policy {
       ['client_name', s.peer.name],
       ['client_port', String(s.peer.port)],
       ['reverse_client_name', s.peer.reverseName],
+      ['server_address', s.server?.addr ?? ''],
+      ['server_port', String(s.server?.port ?? 0)],
       ['helo_name', s.helo ?? ''],
       ['sender', s.sender ?? ''],
       ['recipient', s.recipient ?? ''],
       ['recipient_count', where === 'DATA' || where === 'END-OF-MESSAGE' ? String(s.rcptCount) : '0'],
       ['queue_id', s.queueId ?? ''],
-      ['instance', `${process.pid.toString(16)}.${s.peer.port.toString(16)}.${(s.sender ?? '').length.toString(16)}`],
-      ['size', '0'],
+      ['instance', s.instance ?? ''],
+      ['size', String(s.size ?? 0)],
       ['etrn_domain', where === 'ETRN' ? replyName : ''],
       ['stress', p.stress],
-      ['sasl_method', s.saslUsername !== null ? 'PLAIN' : ''],
+      ['sasl_method', s.saslUsername !== null ? (s.saslMethod ?? '') : ''],
       ['sasl_username', s.saslUsername ?? ''],
       ['sasl_sender', ''],
-      ['ccert_subject', t?.trusted ? (t.peerCN ?? '') : ''],
-      ['ccert_issuer', ''],
+      // Subject and issuer only from a trusted certificate; fingerprints whenever one was sent (smtpd_check.c).
+      ['ccert_subject', t?.trusted ? policyXtext(t.peerCN ?? '') : ''],
+      ['ccert_issuer', t?.trusted ? policyXtext(t.issuerCN ?? '') : ''],
       ['ccert_fingerprint', t?.certFingerprint ?? ''],
       ['ccert_pubkey_fingerprint', t?.pkeyFingerprint ?? ''],
-      ['encryption_protocol', ''],
-      ['encryption_cipher', ''],
-      ['encryption_keysize', '0'],
+      ['encryption_protocol', t?.protocol ?? ''],
+      ['encryption_cipher', t?.cipher ?? ''],
+      ['encryption_keysize', String(t?.bits ?? 0)],
       ['policy_context', p.smtpd_policy_service_policy_context],
       ['compatibility_level', String(p.compatibility_level)],
       ['mail_version', '3.7.11'],
@@ -518,7 +538,9 @@ export class Policy {
     try {
       this.tables.set(spec, openTable(spec));
     } catch (e) {
-      warn(`${spec}: table unavailable: ${(e as Error).message}`);
+      // Postfix's words for a table it cannot open (dict_surrogate()); each lookup then fails.
+      const msg = (e as Error).message;
+      warn(`${spec} is unavailable. ${msg.startsWith(`${spec}: `) ? msg.slice(spec.length + 2) : msg}`);
       this.tables.set(spec, null);
     }
   }
@@ -607,13 +629,19 @@ export class Policy {
 
   // --- tables ---------------------------------------------------------------------------------
 
-  private table(ev: Evaluation, spec: string): LookupTable {
-    const t = this.tables.get(spec);
-    if (t === undefined || t === null) {
-      ev.s.warning(`${spec} lookup error`);
-      throw new Abort(this.reject(ev, LOCAL_ERROR, '4.3.5', 'Server configuration error'));
-    }
-    return t;
+  /** The opened table; null when it could not be opened (each lookup is then an error: unavailable()). */
+  private table(spec: string): LookupTable | null {
+    return this.tables.get(spec) ?? null;
+  }
+
+  /**
+   * A lookup in a table that could not be opened (smtpd_check.c check_access() with maps->error):
+   * the table "answers" 451 4.3.5 Server configuration error, judged like any access result, so the
+   * reply names the address and its class as Postfix's does.
+   */
+  private unavailable(ev: Evaluation, spec: string, key: string, replyName: string, replyClass: string, defAcl: string | null): Promise<Status> {
+    ev.s.warning(`${spec} lookup error for "${key}"`);
+    return this.tableResult(ev, spec, '451 4.3.5 Server configuration error', replyName, replyClass, defAcl);
   }
 
   /** smtpd_check.c can_delegate_action(): not in ETRN, not before MAIL FROM. */
@@ -725,7 +753,8 @@ export class Policy {
   }
 
   private async lookupDomain(ev: Evaluation, spec: string, domain: string, replyName: string, replyClass: string, defAcl: string | null): Promise<{ status: Status; found: boolean }> {
-    const t = this.table(ev, spec);
+    const t = this.table(spec);
+    if (t === null) return { status: await this.unavailable(ev, spec, domain, replyName, replyClass, defAcl), found: true };
     const v = accessLookup(t, 'domain', domain, this.accessOptions);
     if (v === undefined) return { status: 'dunno', found: false };
     return { status: await this.tableResult(ev, spec, v, replyName, replyClass, defAcl), found: true };
@@ -733,15 +762,18 @@ export class Policy {
 
   /** check_namadr_access(): the host name and its parents, then the address and its networks. */
   private async lookupNamAddr(ev: Evaluation, spec: string, name: string, addr: string, replyName: string, replyClass: string, defAcl: string | null): Promise<Status> {
-    const t = this.table(ev, spec);
+    const t = this.table(spec);
+    // check_namadr_access() asks for the name first (even "unknown", as seen with Postfix 3.7).
+    if (t === null) return this.unavailable(ev, spec, name, replyName, replyClass, defAcl);
     const v = accessLookup(t, 'client', `${name}[${addr}]`, this.accessOptions);
     if (v === undefined) return 'dunno';
     return this.tableResult(ev, spec, v, replyName, replyClass, defAcl);
   }
 
   private async lookupMail(ev: Evaluation, spec: string, address: string, replyName: string, replyClass: string, defAcl: string | null): Promise<Status> {
-    const t = this.table(ev, spec);
+    const t = this.table(spec);
     const r = this.addresses.resolve(address);
+    if (t === null) return this.unavailable(ev, spec, r.address, replyName, replyClass, defAcl);
     const v = accessLookup(t, 'address', r.address, this.accessOptions);
     if (v === undefined) return 'dunno';
     const status = await this.tableResult(ev, spec, v, replyName, replyClass, defAcl);
@@ -949,7 +981,11 @@ export class Policy {
         case CHECK_CCERT_ACL:
           // Certificate fingerprint, then public-key fingerprint; exact keys; reply name the subject CN.
           if (s.tls?.peerCert) {
-            const t = this.table(ev, tableArg!);
+            const t = this.table(tableArg!);
+            if (t === null) {
+              status = await this.unavailable(ev, tableArg!, s.tls.certFingerprint ?? '', s.tls.peerCN ?? '', NAME_CCERT, defAcl);
+              break;
+            }
             for (const fp of [s.tls.certFingerprint ?? '', s.tls.pkeyFingerprint ?? '']) {
               if (fp === '') continue;
               const v = t.get(fp);
@@ -991,8 +1027,11 @@ export class Policy {
         case CHECK_SENDER_ACL:
           if (s.sender !== null && s.sender !== '') status = await this.lookupMail(ev, tableArg!, s.sender, s.sender, NAME_SENDER, defAcl);
           if (s.sender === '') {
-            const v = this.table(ev, tableArg!).get(this.params.smtpd_null_access_lookup_key);
-            if (v !== undefined) status = await this.tableResult(ev, tableArg!, v, '', NAME_SENDER, defAcl);
+            const t = this.table(tableArg!);
+            const key = this.params.smtpd_null_access_lookup_key;
+            const v = t === null ? undefined : t.get(key);
+            if (t === null) status = await this.unavailable(ev, tableArg!, key, '', NAME_SENDER, defAcl);
+            else if (v !== undefined) status = await this.tableResult(ev, tableArg!, v, '', NAME_SENDER, defAcl);
           }
           break;
         case 'reject_unknown_sender_domain':
@@ -1208,6 +1247,28 @@ export class Policy {
     }
     return st === 'reject' ? ev.reply : null;
   }
+
+  /**
+   * After the final "." (or BDAT LAST), before the message is committed: smtpd_end_of_data_restrictions
+   * (smtpd_check_eod()). No recipient is named when there are several; an earlier defer_if_permit
+   * does not carry over.
+   */
+  async checkEod(s: CheckSubject): Promise<Reply | null> {
+    const ev = new Evaluation(s);
+    let st = await this.run(ev, this.eod, 'END-OF-MESSAGE', NAME_EOD, null);
+    if (st !== 'reject' && ev.deferIfPermit !== null) {
+      const d = ev.deferIfPermit;
+      st = this.reject(ev, d.code, d.dsn, d.text);
+    }
+    return st === 'reject' ? ev.reply : null;
+  }
+}
+
+/** Postfix xtext_quote(s, ""): "+", controls, space and non-ASCII octets as +XX (the policy ccert_* values). */
+function policyXtext(v: string): string {
+  let out = '';
+  for (const b of Buffer.from(v, 'utf8')) out += b > 0x20 && b < 0x7f && b !== 0x2b ? String.fromCharCode(b) : `+${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
 }
 
 /** A domain name as valid_hostname()/valid_utf8_hostname() accept it. */

@@ -134,6 +134,9 @@ export class Session implements CheckSubject {
   private txn: CleanupTxn | null = null;
   private bdat: 'none' | 'ok' | 'error' = 'none';
   private actSize = 0;
+  /** Postfix's policy `instance` for the current transaction (smtpd.c mail_cmd()); '' outside one. */
+  instance = '';
+  private instanceSeq = 0;
   private arrival = new Date();
   private receivedLines: string[] = [];
   /** The line-ending normalizer of the BDAT chunks of this message. */
@@ -198,8 +201,16 @@ export class Session implements CheckSubject {
               certFingerprint: this.tls.peerCertFingerprint,
               pkeyFingerprint: this.tls.peerPkeyFingerprint,
               peerCN: this.tls.peerCN,
+              issuerCN: this.tls.issuerCN,
+              protocol: this.tls.protocol,
+              cipher: this.tls.cipher,
+              bits: this.tls.bits,
             },
       saslUsername: this.saslUsername,
+      saslMethod: this.saslMethod,
+      size: this.actSize > 0 ? this.actSize : (this.mailParams?.size ?? 0),
+      instance: this.instance,
+      server: { addr: this.raw.localAddress ?? '', port: this.raw.localPort ?? 0 },
       illegalPipelining: this.illegalPipelining,
       smtputf8: this.smtputf8,
       deferFlags: this.deferFlags,
@@ -569,6 +580,7 @@ export class Session implements CheckSubject {
     }
     this.queueId = null;
     this.sender = null;
+    this.instance = '';
     this.mailParams = null;
     this.smtputf8 = false;
     this.actSize = 0;
@@ -923,6 +935,8 @@ export class Session implements CheckSubject {
     }
     this.arrival = new Date();
     this.sender = sender;
+    const ms = this.arrival.getTime();
+    this.instance = `${process.pid.toString(16)}.${Math.floor(ms / 1000).toString(16)}.${((ms % 1000) * 1000).toString(16)}.${(this.instanceSeq++).toString(16)}`;
     this.mailParams = params;
     if (!p.smtpd_delay_open_until_valid_rcpt) {
       if (!(await this.openQueueFile())) {
@@ -1125,6 +1139,18 @@ export class Session implements CheckSubject {
       await this.send(LOCAL_ERROR, '4.3.0', 'Error: queue file write error');
     } else {
       const txn = this.txn;
+      if (this.svc.policy.eod.length > 0) {
+        const err = await this.svc.policy.checkEod(this.subject({ recipient: this.rcptCount > 1 ? null : this.recipient }));
+        if (err !== null) {
+          // The transaction ends here as after any end-of-data reply (RFC 5321 4.1.1.4): the queue
+          // file is removed. Postfix 3.7 kept the sender, so the next MAIL got "nested MAIL command";
+          // later Postfix releases reset it too.
+          await this.reply(err);
+          this.mailReset();
+          this.rcptReset();
+          return false;
+        }
+      }
       const a = this.txnActions;
       const input: CleanupInput = {
         sender: this.sender ?? '',

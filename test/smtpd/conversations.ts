@@ -402,6 +402,44 @@ export const CONVERSATIONS: readonly Conversation[] = [
     ],
   },
   {
+    // smtpd_check_eod(): after the final "." and after BDAT LAST; no recipient named when there are
+    // several; a table that cannot be opened answers 451 4.3.5 with the reply name and class.
+    name: 'smtpd_end_of_data_restrictions',
+    mainCf: 'smtpd_end_of_data_restrictions = check_sender_access inline:{ { late@client.example.test = REJECT too late } }, check_client_access inline:{ broken }',
+    steps: [
+      ehlo,
+      { send: 'MAIL FROM:<late@client.example.test>\r\nRCPT TO:<bob@mx.example.test>\r\nRCPT TO:<carol@mx.example.test>\r\nDATA\r\n', replies: ['250 2.1.0 Ok', '250 2.1.5 Ok', '250 2.1.5 Ok', '354 End data with <CR><LF>.<CR><LF>'] },
+      { send: 'Subject: x\r\n\r\nhello\r\n.\r\n', replies: ['554 5.7.1 <late@client.example.test>: Sender address rejected: too late'] },
+      { send: 'RSET\r\nMAIL FROM:<a@client.example.test>\r\nRCPT TO:<bob@mx.example.test>\r\nDATA\r\n', replies: ['250 2.0.0 Ok', '250 2.1.0 Ok', '250 2.1.5 Ok', '354 End data with <CR><LF>.<CR><LF>'] },
+      { send: 'Subject: x\r\n\r\nhello\r\n.\r\n', replies: ['451 4.3.5 <unknown[127.0.0.1]>: Client host rejected: Server configuration error'] },
+      { send: 'RSET\r\nMAIL FROM:<late@client.example.test>\r\nRCPT TO:<bob@mx.example.test>\r\n', replies: ['250 2.0.0 Ok', '250 2.1.0 Ok', '250 2.1.5 Ok'] },
+      { send: 'BDAT 21 LAST\r\nSubject: y\r\n\r\nhello\r\n', replies: ['554 5.7.1 <late@client.example.test>: Sender address rejected: too late'] },
+      quit,
+    ],
+  },
+  {
+    name: 'MAIL right after an end-of-data rejection',
+    postern_only: 'Postfix 3.7 keeps the sender after smtpd_end_of_data_restrictions rejects, so its next MAIL gets 503 5.5.1 Error: nested MAIL command; Postern ends the transaction as RFC 5321 4.1.1.4 does after any end-of-data reply',
+    mainCf: 'smtpd_end_of_data_restrictions = check_sender_access inline:{ { late@client.example.test = REJECT too late } }',
+    steps: [
+      ehlo,
+      { send: 'MAIL FROM:<late@client.example.test>\r\nRCPT TO:<bob@mx.example.test>\r\nDATA\r\n', replies: ['250 2.1.0 Ok', '250 2.1.5 Ok', '354 End data with <CR><LF>.<CR><LF>'] },
+      { send: 'Subject: x\r\n\r\nhello\r\n.\r\n', replies: ['554 5.7.1 <late@client.example.test>: Sender address rejected: too late'] },
+      { send: 'MAIL FROM:<a@client.example.test>\r\nRCPT TO:<bob@mx.example.test>\r\nDATA\r\n', replies: ['250 2.1.0 Ok', '250 2.1.5 Ok', '354 End data with <CR><LF>.<CR><LF>'] },
+      { send: 'Subject: x\r\n\r\nhello\r\n.\r\n', replies: ['250 2.0.0 Ok: queued as QID'] },
+      quit,
+    ],
+  },
+  {
+    name: 'access table that cannot be opened',
+    mainCf: 'smtpd_recipient_restrictions = check_recipient_access inline:{ broken }, permit',
+    steps: [
+      ehlo,
+      { send: 'MAIL FROM:<a@client.example.test>\r\nRCPT TO:<bob@mx.example.test>\r\n', replies: ['250 2.1.0 Ok', '451 4.3.5 <bob@mx.example.test>: Recipient address rejected: Server configuration error'] },
+      quit,
+    ],
+  },
+  {
     name: 'HELP (Postfix 3.9)',
     postern_only: 'HELP exists in Postfix >= 3.9; 3.7 answers 500 5.5.2',
     steps: [ehlo, { send: 'HELP\r\n', replies: ['214 2.0.0 Commands: AUTH BDAT DATA EHLO ETRN HELO HELP MAIL NOOP QUIT RCPT RSET STARTTLS VRFY XCLIENT XFORWARD'] }, quit],

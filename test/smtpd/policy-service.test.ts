@@ -5,12 +5,36 @@
  * the server cannot be reached.
  */
 import * as assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { type StartedPostern, startPostern } from '../harness/postern.js';
 import { SmtpClient } from '../harness/smtp-client.js';
+import { makePki, skipWithoutOpenssl } from '../tls/pki.js';
+
+/** A policy server that answers DUNNO to everything and keeps the requests. */
+function recorder(): Promise<{ server: net.Server; requests: Record<string, string>[]; port: number }> {
+  const requests: Record<string, string>[] = [];
+  const server = net.createServer((sock) => {
+    let buf = '';
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      buf += d;
+      for (let end = buf.indexOf('\n\n'); end >= 0; end = buf.indexOf('\n\n')) {
+        requests.push(Object.fromEntries(buf.slice(0, end).split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])));
+        buf = buf.slice(end + 2);
+        sock.write('action=DUNNO\n\n');
+      }
+    });
+    sock.on('error', () => {});
+  });
+  return new Promise((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve({ server, requests, port: (server.address() as net.AddressInfo).port })));
+}
+
+/** The CN of an X509Certificate subject or issuer ("O=...\nCN=..."). */
+const cn = (dn: string): string => /(?:^|\n)CN=([^\n]*)/.exec(dn)?.[1] ?? '';
 
 /** A policy server: greylists the first request of each triplet, then says DUNNO. */
 function greylister(listen: net.ListenOptions): Promise<{ server: net.Server; requests: Record<string, string>[]; port: number }> {
@@ -77,6 +101,70 @@ describe('smtpd: check_policy_service', () => {
     } finally {
       await pt.stop();
       g.server.close();
+    }
+  });
+
+  it('smtpd: the request carries size, instance, server_address/port, TLS and client-certificate attributes as SMTPD_POLICY_README says; smtpd_end_of_data_restrictions asks at END-OF-MESSAGE', { skip: skipWithoutOpenssl() }, async () => {
+    const rec = await recorder();
+    const pki = makePki();
+    const policy = `check_policy_service inet:127.0.0.1:${rec.port}`;
+    const pt = await startPostern({
+      mainCf: [
+        ...base,
+        'smtpd_tls_security_level = may',
+        `smtpd_tls_cert_file = ${pki.file('fullchain.pem')}`,
+        `smtpd_tls_key_file = ${pki.file('srv.key')}`,
+        `smtpd_tls_CAfile = ${pki.file('root.pem')}`,
+        'smtpd_tls_ask_ccert = yes',
+        `smtpd_recipient_restrictions = ${policy}, permit`,
+        `smtpd_end_of_data_restrictions = ${policy}`,
+      ].join('\n'),
+    });
+    const c = await SmtpClient.connect(pt.port4);
+    try {
+      await c.read();
+      await c.cmd('EHLO client.example.test');
+      assert.equal(await c.cmd('STARTTLS'), '220 2.0.0 Ready to start TLS');
+      const cert = pki.read('cli.pem');
+      const sock = await c.startTls({ cert, key: pki.read('cli.key') });
+      await c.cmd('EHLO client.example.test');
+      assert.equal(await c.cmd('MAIL FROM:<a@client.example.test> SIZE=1234'), '250 2.1.0 Ok');
+      assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), '250 2.1.5 Ok');
+      assert.match(await c.cmd('DATA'), /^354 /);
+      assert.match(await c.cmd('Subject: x\r\n\r\nhello\r\n.'), /^250 2\.0\.0 Ok: queued as /);
+      assert.equal(await c.cmd('MAIL FROM:<a@client.example.test>'), '250 2.1.0 Ok');
+      assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), '250 2.1.5 Ok');
+      await c.cmd('QUIT');
+
+      const [rcpt, eom, rcpt2] = rec.requests;
+      assert.ok(rcpt && eom && rcpt2, JSON.stringify(rec.requests));
+      assert.equal(rcpt.protocol_state, 'RCPT');
+      assert.equal(rcpt.size, '1234', 'the SIZE= the client announced');
+      assert.equal(rcpt.server_address, '127.0.0.1');
+      assert.equal(rcpt.server_port, String(pt.port4));
+      assert.match(rcpt.instance!, /^[0-9a-f]+\.[0-9a-f]+\.[0-9a-f]+\.0$/);
+      assert.equal(rcpt.encryption_protocol, sock.getProtocol());
+      assert.equal(rcpt.encryption_cipher, sock.getCipher().name);
+      assert.equal(rcpt.encryption_keysize, /256|CHACHA20/.test(sock.getCipher().name) ? '256' : '128');
+      const x = new X509Certificate(cert);
+      assert.equal(rcpt.ccert_subject, cn(x.subject).replace(/ /g, '+20'), 'xtext, from a trusted certificate');
+      assert.equal(rcpt.ccert_issuer, cn(x.issuer).replace(/ /g, '+20'));
+      assert.equal(rcpt.ccert_fingerprint, x.fingerprint256);
+
+      assert.equal(eom.protocol_state, 'END-OF-MESSAGE');
+      assert.equal(eom.size, '21', 'the bytes received');
+      assert.equal(eom.recipient_count, '1');
+      assert.equal(eom.instance, rcpt.instance, 'one instance per transaction');
+      assert.match(eom.queue_id!, /^[0-9A-F]+$/);
+
+      assert.equal(rcpt2.size, '0');
+      assert.notEqual(rcpt2.instance, rcpt.instance);
+      assert.match(rcpt2.instance!, /\.1$/);
+    } finally {
+      c.close();
+      await pt.stop();
+      rec.server.close();
+      pki.remove();
     }
   });
 
