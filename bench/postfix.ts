@@ -58,6 +58,9 @@ export class PostfixServer implements Server {
       'mail_owner = postfix',
       'setgid_group = postdrop',
       `maillog_file_prefixes = ${d}`,
+      // Postfix only: Postern has no smtp client and no arrival flow control (it would warn).
+      'smtp_dns_support_level = disabled',
+      ...(profile !== 'deliver' ? ['in_flow_delay = 0'] : []),
     ];
     fs.writeFileSync(path.join(this.etc, 'main.cf'), `${main.join('\n')}\n`);
     fs.writeFileSync(path.join(this.etc, 'master.cf'), masterCf(this.port, profile));

@@ -5,9 +5,10 @@
  *
  * Profiles:
  *   accept   smtpd and cleanup only: no qmgr line in master.cf, so accepted mail stays in incoming/
- *            and nothing competes with the acceptance path. Postfix gets `in_flow_delay = 0`: its
- *            cleanup otherwise waits up to 1 s per message for a flow token that only a running
- *            qmgr hands out (postconf(5) in_flow_delay), which would measure that pause, not the disk.
+ *            and nothing competes with the acceptance path. Postfix also gets `in_flow_delay = 0`
+ *            (bench/postfix.ts): its cleanup otherwise waits up to 1 s per message for a flow token
+ *            that only a running qmgr hands out (postconf(5) in_flow_delay), which would measure that
+ *            pause, not the disk. Postern has no flow control and would only warn about the setting.
  *   idle     accept + `default_process_limit = 1100` (1,000 idle sessions must all get a process
  *            in Postfix, and a session slot under maxproc in Postern).
  *   deliver  everything, qmgr included; recipients in example.test go to one virtual Maildir
@@ -63,7 +64,6 @@ export function commonMainCf(dir: string, profile: Profile): string[] {
     'inet_interfaces = 127.0.0.1',
     'inet_protocols = ipv4',
     'smtpd_peername_lookup = no',
-    'smtp_dns_support_level = disabled',
     'alias_maps =',
     'alias_database =',
     'biff = no',
@@ -73,7 +73,6 @@ export function commonMainCf(dir: string, profile: Profile): string[] {
     `virtual_uid_maps = static:${MAILBOX_ID}`,
     `virtual_gid_maps = static:${MAILBOX_ID}`,
   ];
-  if (profile !== 'deliver') lines.push('in_flow_delay = 0');
   if (profile === 'idle') lines.push('default_process_limit = 1100');
   return lines;
 }

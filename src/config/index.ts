@@ -28,6 +28,7 @@ import { type MynetworksStyle, mynetworksDefault } from './mynetworks.js';
 import { PARAMS } from './params/index.js';
 import { PER_TRANSPORT_SUFFIXES, POSTFIX_37_NAMES } from './params/postfix-names.js';
 import type { ParamSpec } from './params/types.js';
+import { IGNORED } from './params/ignored.js';
 import type { Config, MasterService, ParamName, Params, Setting } from './types.js';
 import { parseInt32, parseTime, parseValue, splitList, ValueError } from './values.js';
 
@@ -214,8 +215,10 @@ function isPerTransport(name: string, entries: readonly MasterEntry[]): boolean 
 
 /** Warn about a setting Postern does not use (postconf's "unused parameter"). */
 function unusedWarning(s: Setting, entries: readonly MasterEntry[], refs: ReadonlySet<string>): string | null {
-  if (isParamName(s.name) || refs.has(s.name) || isPerTransport(s.name, entries)) return null;
   const at = `${s.file}${s.line > 0 ? `, line ${s.line}` : ''}`;
+  const ignored = Object.hasOwn(IGNORED, s.name) ? IGNORED[s.name] : undefined;
+  if (ignored !== undefined) return `${at}: Postern ignores parameter: ${s.name}=${s.value} (${ignored})`;
+  if (isParamName(s.name) || refs.has(s.name) || isPerTransport(s.name, entries)) return null;
   if (POSTFIX_37_NAMES.has(s.name)) return `${at}: Postern ignores parameter: ${s.name}=${s.value} (a Postfix parameter Postern does not implement)`;
   return `${at}: unused parameter: ${s.name}=${s.value}`;
 }

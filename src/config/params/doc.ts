@@ -3,6 +3,7 @@
  * (name, type, default, daemon, doc). scripts/gen-readme.mjs writes it between the
  * `<!-- params:begin -->` and `<!-- params:end -->` markers; a test keeps README.md in step.
  */
+import { IGNORED } from './ignored.js';
 import { PARAMS } from './index.js';
 import type { ParamOwner, ParamSpec } from './types.js';
 
@@ -74,7 +75,8 @@ export function paramsMarkdown(params: Readonly<Record<string, ParamSpec<unknown
     out.push(`### ${OWNER_TITLE[owner]}`, '', '| name | type | default | daemon | doc |', '|---|---|---|---|---|');
     for (const name of byOwner.get(owner) ?? []) {
       const s = params[name];
-      out.push(`| \`${name}\` | ${cell(typeOf(s))} | ${code(s.default)} | ${owner} | ${cell(s.doc)} |`);
+      const ignored = Object.hasOwn(IGNORED, name) ? ` **Not acted on yet** (a setting is logged as ignored): ${IGNORED[name]}.` : '';
+      out.push(`| \`${name}\` | ${cell(typeOf(s))} | ${code(s.default)} | ${owner} | ${cell(s.doc + ignored)} |`);
     }
     out.push('');
   }
