@@ -35,7 +35,7 @@ import type { Log, Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
 import { ReplyError, reply } from '../proto/smtp/reply.js';
 import { createQueueDirectories, queueDirPath, queueFilePath } from '../queue/directories.js';
-import type { HeaderInsert, QueueEnvelope } from '../queue/envelope.js';
+import type { EnvelopeRecipient, HeaderInsert, QueueEnvelope } from '../queue/envelope.js';
 import { QUEUE_FILE_MAGIC, type QueueFile, QueueFileWriter } from '../queue/file.js';
 import { type MicroTime, makeQueueId, microNow } from '../queue/id.js';
 import { type QueueKick, queueKick } from '../queue/kick.js';
@@ -44,6 +44,26 @@ import { fromField, HeaderPass, headerNameLength, LineEnds, mailDate, messageIdF
 export type { ClientFacts, EnvelopeRecipient } from '../queue/envelope.js';
 
 /** The envelope as the queue file keeps it (sender, recipients, DSN RET/ENVID, SMTPUTF8, BODY, client; null client = local), and what cleanup adds. */
+/**
+ * Postfix cleanup_out_recipient(): a recipient equal to an earlier one of the same message is
+ * dropped, so `RCPT TO:<bob@x>` twice (or Bob@X) gets one delivery. Equal means, case folded
+ * (been_here BH_FLAG_FOLD): the same DSN ORCPT, NOTIFY, original and final address; with
+ * enable_original_recipient = no, the address alone. The first `limit` distinct recipients are
+ * remembered (duplicate_filter_limit; 0: all); duplicates of later ones pass, as in Postfix.
+ */
+export function uniqueRecipients<R extends EnvelopeRecipient>(list: readonly R[], limit: number, withOrcpt: boolean): R[] {
+  const seen = new Set<string>();
+  const out: R[] = [];
+  for (const r of list) {
+    const notify = r.notify === null ? '' : r.notify === 'NEVER' ? 'NEVER' : [...r.notify].map((n) => n.toUpperCase()).sort().join(',');
+    const key = (withOrcpt ? `${r.orcpt ?? ''}\n${notify}\n${r.address}` : r.address).toLowerCase();
+    if (seen.has(key)) continue;
+    if (limit <= 0 || seen.size < limit) seen.add(key);
+    out.push(r);
+  }
+  return out;
+}
+
 export interface CleanupInput extends Pick<QueueEnvelope, 'sender' | 'recipients' | 'ret' | 'envid' | 'smtputf8' | 'body' | 'client'> {
   /**
    * smtpd's complete Received: field (`Received: from ...`), folded lines separated by CRLF or LF
@@ -340,7 +360,7 @@ class Txn implements CleanupTxn {
       queueId: id,
       arrivalTime: input.arrivalTime ?? Math.floor(this.createdMs),
       sender: input.sender,
-      recipients: input.recipients.map((r) => ({
+      recipients: uniqueRecipients(input.recipients, params.duplicate_filter_limit, params.enable_original_recipient).map((r) => ({
         address: r.address,
         notify: r.notify === null || r.notify === 'NEVER' ? r.notify : [...r.notify],
         orcpt: r.orcpt,
