@@ -70,8 +70,10 @@ function dnsError(e: unknown): ResolverError {
  * The host's resolver: reverse lookups with getnameinfo (so /etc/hosts counts, as for Postfix's
  * sockaddr_to_hostname()), forward lookups with getaddrinfo, MX/A/AAAA with the DNS.
  */
-export function systemResolver(): Resolver {
+export function systemResolver(o: { servers?: readonly string[] } = {}): Resolver {
   const r = new dns.promises.Resolver({ timeout: 5000, tries: 2 });
+  // Tests point the DNS lookups (not getnameinfo/getaddrinfo) at a server of their own.
+  if (o.servers !== undefined) r.setServers([...o.servers]);
   const hasAny = async (name: string, withMx: boolean): Promise<MailhostStatus> => {
     let temp = false;
     if (withMx) {
@@ -96,7 +98,7 @@ export function systemResolver(): Resolver {
     async dnsbl(name) {
       let a: string[];
       try {
-        a = await dns.promises.resolve4(name);
+        a = await r.resolve4(name);
       } catch (e) {
         const err = dnsError(e);
         if (err.kind === 'temp') throw err;
@@ -105,7 +107,7 @@ export function systemResolver(): Resolver {
       if (a.length === 0) return null;
       let txt: string[] = [];
       try {
-        txt = (await dns.promises.resolveTxt(name)).map((chunks) => chunks.join(''));
+        txt = (await r.resolveTxt(name)).map((chunks) => chunks.join(''));
       } catch {
         // listed without a reason
       }

@@ -400,7 +400,8 @@ export class Policy {
     const domain = Policy.dnsblDomain(what);
     if (domain === null) return 'dunno';
     const ans = await this.dnsxl(ev.s, zoneSpec, domain);
-    return ans.kind === 'listed' ? this.rblReply(ev, zoneSpec, ans.txt, domain, replyClass) : 'dunno';
+    // The reply names what was checked, a whole address for the sender and recipient (rbl_reject_reply(state, rbl, rbl_domain, what, ...)).
+    return ans.kind === 'listed' ? this.rblReply(ev, zoneSpec, ans.txt, what, replyClass) : 'dunno';
   }
 
   /** permit_dnswl_client / permit_rhswl_client: OK when listed; a lookup error defers a later reject. */

@@ -7,7 +7,7 @@
  * Needs Debian's postfix package and root (postfix start). postfixSkip() says why a test skips;
  * with CI=true a missing Postfix is an error instead.
  */
-import { spawnSync } from 'node:child_process';
+import { type SpawnSyncReturns, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -90,7 +90,27 @@ export function mainCfSettings(text: string): Record<string, string> {
   return out;
 }
 
-export async function startPostfix(o: { mainCf?: string; services: readonly PostfixService[] }): Promise<StartedPostfix> {
+/**
+ * `false` when Postfix can be started with a resolver of the test's own (root, unshare and mount:
+ * startPostfix's `nameserver`); else why not (throws under CI=true).
+ */
+export function privateResolverSkip(): string | false {
+  const why = postfixSkip();
+  if (why !== false) return why;
+  if (process.getuid?.() === 0 && which('unshare') && which('mount')) return false;
+  if (process.env.CI === 'true') throw new Error('a private resolver for Postfix needs root and unshare/mount (util-linux, mount) (CI=true)');
+  return 'a private resolver for Postfix needs root (a mount namespace with its own /etc/resolv.conf)';
+}
+
+export async function startPostfix(o: {
+  mainCf?: string;
+  services: readonly PostfixService[];
+  /**
+   * Postfix asks this IPv4 address (port 53) for DNS lookups instead of the host's resolver: it runs
+   * in a mount namespace of its own whose /etc/resolv.conf names only this server. Needs root.
+   */
+  nameserver?: string;
+}): Promise<StartedPostfix> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-pfref-'));
   chmodSync(dir, 0o755);
   const etc = path.join(dir, 'etc');
@@ -167,7 +187,16 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 `,
   );
-  const start = spawnSync('postfix', ['-c', etc, 'start'], { encoding: 'utf8' });
+  let start: SpawnSyncReturns<string>;
+  if (o.nameserver !== undefined) {
+    // libc's resolver reads /etc/resolv.conf and knows no port: bind-mount one over it, in a private
+    // mount namespace that master and every daemon it forks inherit. The host's file is untouched.
+    const conf = path.join(dir, 'resolv.conf');
+    writeFileSync(conf, `nameserver ${o.nameserver}\noptions timeout:2 attempts:1\n`);
+    start = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" /etc/resolv.conf && exec postfix -c "$2" start', 'sh', conf, etc], { encoding: 'utf8' });
+  } else {
+    start = spawnSync('postfix', ['-c', etc, 'start'], { encoding: 'utf8' });
+  }
   if (start.status !== 0) {
     rmSync(dir, { recursive: true, force: true });
     throw new Error(`postfix did not start: ${start.stdout}${start.stderr}`);

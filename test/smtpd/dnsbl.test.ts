@@ -81,7 +81,7 @@ describe('smtpd: DNSBL restrictions', () => {
     const r = resolver({ 'spam.example.dbl.example': { a: ['127.0.1.2'] }, '1.0.0.127.wl.example': { a: ['127.0.5.1'] } }, asked);
     const reject = await startPostern({ resolver: r, mainCf: [...base, 'smtpd_recipient_restrictions = reject_rhsbl_sender dbl.example'].join('\n') });
     try {
-      assert.equal(await rcpt(reject, { from: 'x@spam.example' }), '554 5.7.1 Service unavailable; Sender address [spam.example] blocked using dbl.example');
+      assert.equal(await rcpt(reject, { from: 'x@spam.example' }), '554 5.7.1 Service unavailable; Sender address [x@spam.example] blocked using dbl.example');
       assert.equal(await rcpt(reject, { from: 'x@clean.example' }), '250 2.1.5 Ok');
     } finally {
       await reject.stop();
