@@ -1,5 +1,5 @@
 /**
- * A small authoritative DNS server over UDP for tests (RFC 1035 4.1): A and TXT records from a map,
+ * A small authoritative DNS server over UDP for tests (RFC 1035 4.1): A, TXT and MX records from a map,
  * NXDOMAIN for every other name, NOERROR without answers for other types of a known name. Enough
  * for DNSBL lookups by Postern's resolver and by Postfix's (libc) resolver alike.
  */
@@ -8,6 +8,8 @@ import * as dgram from 'node:dgram';
 export interface DnsRecords {
   readonly a?: readonly string[];
   readonly txt?: readonly string[];
+  /** MX records; exchange '' (with preference 0) is RFC 7505's null MX ("."). */
+  readonly mx?: readonly { readonly preference: number; readonly exchange: string }[];
 }
 
 export interface TestDnsServer {
@@ -19,7 +21,15 @@ export interface TestDnsServer {
 }
 
 const TYPE_A = 1;
+const TYPE_MX = 15;
 const TYPE_TXT = 16;
+
+function encodeName(name: string): Buffer {
+  const parts: Buffer[] = [];
+  for (const label of name.split('.').filter((l) => l !== '')) parts.push(Buffer.from([label.length]), Buffer.from(label, 'latin1'));
+  parts.push(Buffer.from([0]));
+  return Buffer.concat(parts);
+}
 
 function readName(msg: Buffer, start: number): { name: string; end: number } {
   const labels: string[] = [];
@@ -65,6 +75,13 @@ function answer(query: Buffer, zone: ReadonlyMap<string, DnsRecords>, asked: str
   const answers: Buffer[] = [];
   if (rec !== undefined && qtype === TYPE_A) for (const a of rec.a ?? []) answers.push(rr(TYPE_A, Buffer.from(a.split('.').map(Number))));
   if (rec !== undefined && qtype === TYPE_TXT) for (const t of rec.txt ?? []) answers.push(rr(TYPE_TXT, txtData(t)));
+  if (rec !== undefined && qtype === TYPE_MX) {
+    for (const m of rec.mx ?? []) {
+      const pref = Buffer.alloc(2);
+      pref.writeUInt16BE(m.preference, 0);
+      answers.push(rr(TYPE_MX, Buffer.concat([pref, encodeName(m.exchange)])));
+    }
+  }
   const head = Buffer.alloc(12);
   head.writeUInt16BE(query.readUInt16BE(0), 0);
   // QR, AA, the client's RD; NXDOMAIN for unknown names.

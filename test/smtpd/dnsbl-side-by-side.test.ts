@@ -1,5 +1,6 @@
 /**
- * DNSBL restrictions side by side with a private Postfix 3.7, both asking the same DNS server
+ * DNSBL restrictions and reject_unknown_sender/recipient_domain (MX, then A/AAAA; RFC 7505 null MX)
+ * side by side with a private Postfix 3.7, both asking the same DNS server
  * (test/harness/dns-server.ts on 127.83.53.1:53; Postfix reaches it through a private
  * /etc/resolv.conf in a mount namespace of its own, Postern through its production resolver,
  * systemResolver, pointed at it). The RCPT replies and the NOQUEUE reject lines must be the same.
@@ -22,9 +23,14 @@ const ZONE = {
   '1.0.0.127.bare.example': { a: ['127.0.0.3'] },
   'client.example.test.dbl.example': { a: ['127.0.1.2'], txt: ['spam domain'] },
   'mx.example.test.rhs.example': { a: ['127.0.1.4'] },
+  // Mail domains for reject_unknown_sender_domain / reject_unknown_recipient_domain.
+  'nullmx.example': { mx: [{ preference: 0, exchange: '' }] },
+  'aonly.example': { a: ['192.0.2.25'] },
+  'mxonly.example': { mx: [{ preference: 10, exchange: 'mail.mxonly.example' }] },
+  'mail.mxonly.example': { a: ['192.0.2.26'] },
 };
 
-const CASES: readonly { name: string; mainCf: string }[] = [
+const CASES: readonly { name: string; mainCf: string; from?: string; to?: string }[] = [
   { name: 'reject_rbl_client with a TXT reason', mainCf: 'smtpd_recipient_restrictions = reject_rbl_client zen.example, permit' },
   { name: 'reject_rbl_client without TXT', mainCf: 'smtpd_recipient_restrictions = reject_rbl_client bare.example, permit' },
   { name: 'a reply filter the answer does not match, then an unlisted zone', mainCf: 'smtpd_recipient_restrictions = reject_rbl_client zen.example=127.0.0.[4..11], reject_rbl_client nothere.example, permit' },
@@ -37,15 +43,26 @@ const CASES: readonly { name: string; mainCf: string }[] = [
       'default_rbl_reply = $rbl_code 5.7.1 <$rbl_what> $rbl_class listed by $rbl_domain ($rbl_reason) as $rbl_txt',
     ].join('\n'),
   },
+  ...[
+    ['a sender domain that does not exist', 'a@nx.example'],
+    ['a sender domain with a null MX (RFC 7505)', 'a@nullmx.example'],
+    ['a sender domain with an address but no MX', 'a@aonly.example'],
+    ['a sender domain with an MX only', 'a@mxonly.example'],
+  ].map(([name, from]) => ({ name: `reject_unknown_sender_domain: ${name}`, mainCf: 'smtpd_recipient_restrictions = reject_unknown_sender_domain, permit', from })),
+  ...[
+    ['a recipient domain that does not exist', 'bob@nx.example'],
+    ['a recipient domain with a null MX', 'bob@nullmx.example'],
+    ['a recipient domain with an MX', 'bob@mxonly.example'],
+  ].map(([name, to]) => ({ name: `reject_unknown_recipient_domain: ${name}`, mainCf: 'smtpd_recipient_restrictions = reject_unknown_recipient_domain, permit', to })),
 ];
 
-async function rcpt(port: number): Promise<string> {
+async function rcpt(port: number, from = 'a@client.example.test', to = 'bob@mx.example.test'): Promise<string> {
   const c = await SmtpClient.connect(port);
   try {
     await c.read();
     await c.cmd('EHLO client.example.test');
-    assert.equal(await c.cmd('MAIL FROM:<a@client.example.test>'), '250 2.1.0 Ok');
-    const r = await c.cmd('RCPT TO:<bob@mx.example.test>');
+    assert.equal(await c.cmd(`MAIL FROM:<${from}>`), '250 2.1.0 Ok');
+    const r = await c.cmd(`RCPT TO:<${to}>`);
     await c.cmd('QUIT');
     return r;
   } finally {
@@ -58,7 +75,7 @@ const rejectLine = (lines: readonly string[]): string | null => {
   return l === undefined ? null : l.replace(/^.*?NOQUEUE/, 'NOQUEUE');
 };
 
-describe('smtpd: DNSBL restrictions side by side with Postfix 3.7 (one DNS server for both)', { skip }, () => {
+describe('smtpd: DNSBL and unknown-domain restrictions side by side with Postfix 3.7 (one DNS server for both)', { skip }, () => {
   let dns: TestDnsServer;
   before(async () => {
     dns = await startDnsServer(ZONE, NS, 53);
@@ -71,7 +88,7 @@ describe('smtpd: DNSBL restrictions side by side with Postfix 3.7 (one DNS serve
       const pf = await startPostfix({ services: [{ port: port! }], mainCf: c.mainCf, nameserver: NS });
       const pt = await startPostern({ mainCf: `smtpd_peername_lookup = no\n${c.mainCf}`, ipv6: false, resolver: systemResolver({ servers: [NS] }) });
       try {
-        const [postern, postfix] = await Promise.all([rcpt(pt.port4), rcpt(port!)]);
+        const [postern, postfix] = await Promise.all([rcpt(pt.port4, c.from, c.to), rcpt(port!, c.from, c.to)]);
         assert.equal(postern, postfix);
         if (!postfix.startsWith('250')) {
           await pf.waitFor(/NOQUEUE: reject: RCPT/);
