@@ -1,0 +1,112 @@
+/**
+ * Virtual Maildir delivery side by side with a private Postfix 3.7 (its virtual(8) agent): the same
+ * SMTP transaction into both, then the delivered files compared — the headers each agent and
+ * cleanup add (Return-Path, Delivered-To, Received) in the same order and form, the body untouched,
+ * and Maildir file names of Postfix's shape. Queue ids and dates are the only differences allowed.
+ */
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { chownTree, makeTestDir, runAccount, SENDER, Server, sleep, writeConfig } from '../crash/server.js';
+import { freePorts, postfixSkip, startPostfix } from '../harness/postfix.js';
+import { SmtpClient } from '../harness/smtp-client.js';
+
+const skip = postfixSkip() || (process.getuid?.() !== 0 ? 'Postfix virtual(8) delivery needs root' : false);
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+const MESSAGE = [
+  'From: Sender <sender@example.test>',
+  'To: u0@example.test',
+  'Subject: side by side',
+  'Message-ID: <side-by-side@example.test>',
+  'Date: Wed, 25 Nov 2026 12:00:00 +0000',
+  '',
+  'line one',
+  '..leading dot',
+  'last line',
+  '',
+].join('\r\n');
+
+async function send(port: number, rcpts: readonly string[]): Promise<void> {
+  const c = await SmtpClient.connect(port);
+  try {
+    await c.read();
+    await c.cmd('EHLO client.example.test');
+    assert.equal(await c.cmd(`MAIL FROM:<${SENDER}>`), '250 2.1.0 Ok');
+    for (const r of rcpts) assert.equal(await c.cmd(`RCPT TO:<${r}>`), '250 2.1.5 Ok');
+    assert.match(await c.cmd('DATA'), /^354 /);
+    assert.match(await c.cmd(`${MESSAGE}.`), /^250 2\.0\.0 Ok: queued as /);
+    await c.cmd('QUIT');
+  } finally {
+    c.close();
+  }
+}
+
+async function delivered(dir: string, n: number): Promise<string[]> {
+  const until = Date.now() + 20_000;
+  for (;;) {
+    const files = fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [];
+    if (files.length >= n) return files;
+    if (Date.now() > until) throw new Error(`${dir}: ${files.length} of ${n} messages after 20 s`);
+    await sleep(100);
+  }
+}
+
+/** Queue ids and dates differ between the two servers and runs. */
+const normalize = (text: string): string =>
+  text
+    .replace(/ id [0-9A-F]{6,}\b/g, ' id QID')
+    .replace(/; [A-Z][a-z]{2}, +\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \([A-Z]+\)/g, '; DATE');
+
+/** Postfix's Maildir name: seconds.VdevIinodeMmicroseconds.host (maildir.c). */
+const MAILDIR_NAME = /^\d+\.V[0-9a-f]+I[0-9a-f]+M\d+\.[^/]+$/;
+
+describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
+  it('virtual: the delivered Maildir file has the same added headers and body as Postfix virtual(8) writes, one copy per recipient', async () => {
+    const acct = runAccount();
+    // Postfix: its own mailbox tree owned by the same account.
+    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
+    dirs.push(pfBase);
+    fs.chmodSync(pfBase, 0o755);
+    chownTree(pfBase, acct);
+    const [pfPort] = await freePorts(1);
+    const pf = await startPostfix({
+      services: [{ port: pfPort! }],
+      mainCf: [
+        'virtual_transport = virtual',
+        'virtual_mailbox_domains = example.test',
+        `virtual_mailbox_base = ${pfBase}`,
+        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/ }',
+        `virtual_uid_maps = static:${acct.uid}`,
+        `virtual_gid_maps = static:${acct.gid}`,
+        'virtual_minimum_uid = 1',
+      ].join('\n'),
+    });
+    const dir = makeTestDir('postern-deliver-sbs-');
+    dirs.push(dir);
+    const server = new Server(await writeConfig(dir, { users: 2 }));
+    try {
+      await server.ready();
+      await Promise.all([send(pfPort!, ['u0@example.test', 'u1@example.test']), send(server.config.port, ['u0@example.test', 'u1@example.test'])]);
+      for (const u of ['u0', 'u1']) {
+        const [pfName] = await delivered(path.join(pfBase, u, 'new'), 1);
+        const [ptName] = await delivered(path.join(server.config.mailBase, u, 'new'), 1);
+        assert.match(pfName!, MAILDIR_NAME);
+        assert.match(ptName!, MAILDIR_NAME);
+        const pfText = fs.readFileSync(path.join(pfBase, u, 'new', pfName!), 'utf8');
+        const ptText = fs.readFileSync(path.join(server.config.mailBase, u, 'new', ptName!), 'utf8');
+        assert.equal(normalize(ptText), normalize(pfText));
+      }
+      await sleep(500);
+      assert.equal(fs.readdirSync(path.join(server.config.mailBase, 'u0', 'new')).length, 1, 'one copy');
+    } finally {
+      pf.stop();
+      await server.stop();
+    }
+  });
+});
