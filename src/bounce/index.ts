@@ -157,13 +157,14 @@ export class Bounce {
       mydomain: p.mydomain,
       mail_name: p.mail_name,
       bounce_size_limit: p.bounce_size_limit,
+      smtputf8_enable: p.smtputf8_enable,
       delay_warning_time: p.delay_warning_time,
       maximal_queue_lifetime: p.maximal_queue_lifetime,
     });
     const txn = await this.o.cleanup.open();
     try {
       if (!txn.write(content)) await txn.drain();
-      const eightBit = originalEncoding(original) === '8bit';
+      const eightBit = p.smtputf8_enable || originalEncoding(original) === '8bit';
       const res = await txn.commit({
         sender: from,
         recipients: [{ address: to, notify: null, orcpt: null }],

@@ -52,6 +52,11 @@ export interface NoticeOptions extends TemplateValues {
   /** mail_name (X-Postfix-Queue-ID, Diagnostic-Code: X-Postfix). */
   readonly mail_name: string;
   readonly bounce_size_limit: number;
+  /**
+   * smtputf8_enable: Postfix's bounce(8) then always declares 8bit (addresses and $myhostname may be
+   * UTF-8; bounce_notify_util.c "Fix 20140708"), whatever the original was.
+   */
+  readonly smtputf8_enable?: boolean;
 }
 
 /** Postfix line_wrap(): keep lines under `len` columns, break at blanks, indent continuation lines. */
@@ -86,19 +91,23 @@ function printable(s: string): string {
   return s.replace(/[^\x20-\x7e]/g, '?');
 }
 
-/** Is the original 8-bit (RFC 6152 BODY=8BITMIME/BINARYMIME, SMTPUTF8, or a local submission)? */
-export function originalEncoding(qf: QueueFile): '7bit' | '8bit' {
+/**
+ * The original's encoding as Postfix's queue file records it: 8bit for RFC 6152 BODY=8BITMIME or
+ * BINARYMIME, SMTPUTF8 or a local submission; 7bit for BODY=7BIT; none when an SMTP client named no
+ * BODY (bounce(8) then declares no Content-Transfer-Encoding at all).
+ */
+export function originalEncoding(qf: QueueFile): '7bit' | '8bit' | 'none' {
   const e = qf.envelope;
   if (e.smtputf8 || e.body === '8BITMIME' || e.body === 'BINARYMIME') return '8bit';
   if (e.body === '7BIT') return '7bit';
-  return e.client === null ? '8bit' : '7bit';
+  return e.client === null ? '8bit' : 'none';
 }
 
 /** The notice as CRLF-terminated bytes, ready for Cleanup. */
 export async function composeNotice(o: NoticeOptions): Promise<Buffer> {
   const env = o.original.envelope;
   const t = o.template;
-  const enc = originalEncoding(o.original);
+  const enc = o.smtputf8_enable === true ? '8bit' : originalEncoding(o.original);
   const eightBit = enc === '8bit';
   const utf8 = env.smtputf8;
   const boundary = `${env.queueId}.${Math.floor(o.now / 1000)}/${o.myhostname}`;
@@ -119,7 +128,7 @@ export async function composeNotice(o: NoticeOptions): Promise<Buffer> {
   push('MIME-Version: 1.0');
   push('Content-Type: multipart/report; report-type=delivery-status;');
   push(`\tboundary="${boundary}"`);
-  push(`Content-Transfer-Encoding: ${eightBit ? '8bit' : '7bit'}`);
+  if (enc !== 'none') push(`Content-Transfer-Encoding: ${enc}`);
   push('', 'This is a MIME-encapsulated message.');
 
   // Part 1: human-readable.

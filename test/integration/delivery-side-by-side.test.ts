@@ -81,7 +81,7 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
         'virtual_transport = virtual',
         'virtual_mailbox_domains = example.test',
         `virtual_mailbox_base = ${pfBase}`,
-        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/ }',
+        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
         `virtual_uid_maps = static:${acct.uid}`,
         `virtual_gid_maps = static:${acct.gid}`,
         'virtual_minimum_uid = 1',
@@ -109,4 +109,54 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
       await server.stop();
     }
   });
+
+  for (const extra of ['', 'smtputf8_enable = no']) {
+  it(`bounce: the non-delivery notification for an error: transport is the RFC 3464 report Postfix sends${extra === '' ? '' : ` (${extra})`}`, async () => {
+    const acct = runAccount();
+    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
+    dirs.push(pfBase);
+    fs.chmodSync(pfBase, 0o755);
+    chownTree(pfBase, acct);
+    // Accepted at RCPT (smtpd would reject an error: transport recipient as unlisted), bounced by qmgr.
+    const transport = `transport_maps = inline:{ { u1@example.test = error:5.1.1 mailbox is gone } }\nsmtpd_reject_unlisted_recipient = no\n${extra}`;
+    const [pfPort] = await freePorts(1);
+    const pf = await startPostfix({
+      services: [{ port: pfPort! }],
+      mainCf: [
+        'virtual_transport = virtual',
+        'virtual_mailbox_domains = example.test',
+        `virtual_mailbox_base = ${pfBase}`,
+        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
+        `virtual_uid_maps = static:${acct.uid}`,
+        `virtual_gid_maps = static:${acct.gid}`,
+        'virtual_minimum_uid = 1',
+        transport,
+      ].join('\n'),
+    });
+    const dir = makeTestDir('postern-bounce-sbs-');
+    dirs.push(dir);
+    const server = new Server(await writeConfig(dir, { users: 2, mainCf: transport }));
+    try {
+      await server.ready();
+      await Promise.all([send(pfPort!, ['u1@example.test']), send(server.config.port, ['u1@example.test'])]);
+      const [pfName] = await delivered(path.join(pfBase, 'sender', 'new'), 1);
+      const [ptName] = await delivered(path.join(server.config.mailBase, 'sender', 'new'), 1);
+      const pfText = fs.readFileSync(path.join(pfBase, 'sender', 'new', pfName!), 'utf8');
+      const ptText = fs.readFileSync(path.join(server.config.mailBase, 'sender', 'new', ptName!), 'utf8');
+      assert.equal(bounceNormalize(ptText), bounceNormalize(pfText));
+    } finally {
+      pf.stop();
+      await server.stop();
+    }
+  });
+  }
 });
+
+/** What differs between two bounces of equal messages: queue ids, dates, boundaries, message ids. */
+function bounceNormalize(text: string): string {
+  return normalize(text)
+    .replace(/[0-9A-F]{8,}\.\d+\/mx\.example\.test/g, 'BOUNDARY')
+    .replace(/\b[0-9A-F]{8,}\b/g, 'QID')
+    .replace(/<\d{14}\.[^@>]+@mx\.example\.test>/g, '<MSGID>')
+    .replace(/(Date|Arrival-Date): [A-Z][a-z]{2}, +\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \([A-Z]+\)/g, '$1: DATE');
+}
