@@ -32,13 +32,13 @@ const MESSAGE = [
   '',
 ].join('\r\n');
 
-async function send(port: number, rcpts: readonly string[]): Promise<void> {
+async function send(port: number, rcpts: readonly string[], mailParams = '', rcptParams = ''): Promise<void> {
   const c = await SmtpClient.connect(port);
   try {
     await c.read();
     await c.cmd('EHLO client.example.test');
-    assert.equal(await c.cmd(`MAIL FROM:<${SENDER}>`), '250 2.1.0 Ok');
-    for (const r of rcpts) assert.equal(await c.cmd(`RCPT TO:<${r}>`), '250 2.1.5 Ok');
+    assert.equal(await c.cmd(`MAIL FROM:<${SENDER}>${mailParams}`), '250 2.1.0 Ok');
+    for (const r of rcpts) assert.equal(await c.cmd(`RCPT TO:<${r}>${rcptParams}`), '250 2.1.5 Ok');
     assert.match(await c.cmd('DATA'), /^354 /);
     assert.match(await c.cmd(`${MESSAGE}.`), /^250 2\.0\.0 Ok: queued as /);
     await c.cmd('QUIT');
@@ -150,6 +150,46 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
     }
   });
   }
+
+  it('bounce: a success notification (NOTIFY=SUCCESS, ORCPT, ENVID, RET=HDRS) is the report Postfix sends', async () => {
+    const acct = runAccount();
+    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
+    dirs.push(pfBase);
+    fs.chmodSync(pfBase, 0o755);
+    chownTree(pfBase, acct);
+    const [pfPort] = await freePorts(1);
+    const pf = await startPostfix({
+      services: [{ port: pfPort! }],
+      mainCf: [
+        'virtual_transport = virtual',
+        'virtual_mailbox_domains = example.test',
+        `virtual_mailbox_base = ${pfBase}`,
+        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
+        `virtual_uid_maps = static:${acct.uid}`,
+        `virtual_gid_maps = static:${acct.gid}`,
+        'virtual_minimum_uid = 1',
+      ].join('\n'),
+    });
+    const dir = makeTestDir('postern-success-sbs-');
+    dirs.push(dir);
+    const server = new Server(await writeConfig(dir, { users: 2 }));
+    try {
+      await server.ready();
+      const args = [' RET=HDRS ENVID=env+2Did-7', ' NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alias+40example.test'] as const;
+      await Promise.all([send(pfPort!, ['u0@example.test'], ...args), send(server.config.port, ['u0@example.test'], ...args)]);
+      await delivered(path.join(pfBase, 'u0', 'new'), 1);
+      await delivered(path.join(server.config.mailBase, 'u0', 'new'), 1);
+      const [pfName] = await delivered(path.join(pfBase, 'sender', 'new'), 1);
+      const [ptName] = await delivered(path.join(server.config.mailBase, 'sender', 'new'), 1);
+      const pfText = fs.readFileSync(path.join(pfBase, 'sender', 'new', pfName!), 'utf8');
+      const ptText = fs.readFileSync(path.join(server.config.mailBase, 'sender', 'new', ptName!), 'utf8');
+      assert.match(ptText, /\nAction: delivered\n/);
+      assert.equal(bounceNormalize(ptText), bounceNormalize(pfText));
+    } finally {
+      pf.stop();
+      await server.stop();
+    }
+  });
 });
 
 /** What differs between two bounces of equal messages: queue ids, dates, boundaries, message ids. */
