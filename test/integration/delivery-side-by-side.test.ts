@@ -190,6 +190,53 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
       await server.stop();
     }
   });
+
+  it('bounce: a delay notice (delay_warning_time) for deferred mail is the report Postfix sends', async () => {
+    const acct = runAccount();
+    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
+    dirs.push(pfBase);
+    fs.chmodSync(pfBase, 0o755);
+    chownTree(pfBase, acct);
+    // u1 is deferred by the retry transport; the notice goes out at the first retry after 1 s.
+    const common = [
+      'transport_maps = inline:{ { u1@example.test = retry:4.2.0 mailbox busy } }',
+      'smtpd_reject_unlisted_recipient = no',
+      'delay_warning_time = 1s',
+      'queue_run_delay = 1s',
+      'minimal_backoff_time = 1s',
+      'maximal_backoff_time = 2s',
+    ];
+    const [pfPort] = await freePorts(1);
+    const pf = await startPostfix({
+      services: [{ port: pfPort! }],
+      mainCf: [
+        'virtual_transport = virtual',
+        'virtual_mailbox_domains = example.test',
+        `virtual_mailbox_base = ${pfBase}`,
+        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
+        `virtual_uid_maps = static:${acct.uid}`,
+        `virtual_gid_maps = static:${acct.gid}`,
+        'virtual_minimum_uid = 1',
+        ...common,
+      ].join('\n'),
+    });
+    const dir = makeTestDir('postern-delay-sbs-');
+    dirs.push(dir);
+    const server = new Server(await writeConfig(dir, { users: 2, mainCf: common.join('\n') }));
+    try {
+      await server.ready();
+      await Promise.all([send(pfPort!, ['u1@example.test']), send(server.config.port, ['u1@example.test'])]);
+      const [pfName] = await delivered(path.join(pfBase, 'sender', 'new'), 1);
+      const [ptName] = await delivered(path.join(server.config.mailBase, 'sender', 'new'), 1);
+      const pfText = fs.readFileSync(path.join(pfBase, 'sender', 'new', pfName!), 'utf8');
+      const ptText = fs.readFileSync(path.join(server.config.mailBase, 'sender', 'new', ptName!), 'utf8');
+      assert.match(ptText, /\nAction: delayed\n/);
+      assert.equal(bounceNormalize(ptText), bounceNormalize(pfText));
+    } finally {
+      pf.stop();
+      await server.stop();
+    }
+  });
 });
 
 /** What differs between two bounces of equal messages: queue ids, dates, boundaries, message ids. */
@@ -198,5 +245,5 @@ function bounceNormalize(text: string): string {
     .replace(/[0-9A-F]{8,}\.\d+\/mx\.example\.test/g, 'BOUNDARY')
     .replace(/\b[0-9A-F]{8,}\b/g, 'QID')
     .replace(/<\d{14}\.[^@>]+@mx\.example\.test>/g, '<MSGID>')
-    .replace(/(Date|Arrival-Date): [A-Z][a-z]{2}, +\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \([A-Z]+\)/g, '$1: DATE');
+    .replace(/(Date|Arrival-Date|Will-Retry-Until): [A-Z][a-z]{2}, +\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \([A-Z]+\)/g, '$1: DATE');
 }
