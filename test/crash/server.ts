@@ -147,6 +147,7 @@ export async function writeConfig(dir: string, o: ConfigOptions = {}): Promise<C
     ...(o.qmgr === false
       ? []
       : [
+          'pickup    unix n - n 60 1 pickup',
           'cleanup   unix n - n - 0 cleanup',
           'qmgr      unix n - n 300 1 qmgr',
           'bounce    unix - - n - 0 bounce',

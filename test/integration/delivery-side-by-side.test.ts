@@ -5,11 +5,12 @@
  * and Maildir file names of Postfix's shape. Queue ids and dates are the only differences allowed.
  */
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { chownTree, makeTestDir, runAccount, SENDER, Server, sleep, writeConfig } from '../crash/server.js';
+import { BIN, chownTree, makeTestDir, runAccount, SENDER, Server, sleep, writeConfig } from '../crash/server.js';
 import { freePorts, postfixSkip, startPostfix } from '../harness/postfix.js';
 import { SmtpClient } from '../harness/smtp-client.js';
 
@@ -231,6 +232,47 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
       const pfText = fs.readFileSync(path.join(pfBase, 'sender', 'new', pfName!), 'utf8');
       const ptText = fs.readFileSync(path.join(server.config.mailBase, 'sender', 'new', ptName!), 'utf8');
       assert.match(ptText, /\nAction: delayed\n/);
+      assert.equal(bounceNormalize(ptText), bounceNormalize(pfText));
+    } finally {
+      pf.stop();
+      await server.stop();
+    }
+  });
+
+  it('sendmail: a local submission without headers is delivered with the headers Postfix adds (Received from userid, Message-Id, Date, From, To)', async () => {
+    const acct = runAccount();
+    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
+    dirs.push(pfBase);
+    fs.chmodSync(pfBase, 0o755);
+    chownTree(pfBase, acct);
+    const [pfPort] = await freePorts(1);
+    const pf = await startPostfix({
+      services: [{ port: pfPort! }],
+      mainCf: [
+        'virtual_transport = virtual',
+        'virtual_mailbox_domains = example.test',
+        `virtual_mailbox_base = ${pfBase}`,
+        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
+        `virtual_uid_maps = static:${acct.uid}`,
+        `virtual_gid_maps = static:${acct.gid}`,
+        'virtual_minimum_uid = 1',
+      ].join('\n'),
+    });
+    const dir = makeTestDir('postern-sendmail-sbs-');
+    dirs.push(dir);
+    const server = new Server(await writeConfig(dir, { users: 2 }));
+    try {
+      await server.ready();
+      const body = 'Subject: from sendmail\n\nhello from the command line\n';
+      const args = ['-f', SENDER, '-F', 'Local Sender', 'u0@example.test'];
+      const pr = pf.run('sendmail', args, body);
+      assert.equal(pr.status, 0, pr.stderr);
+      const r = spawnSync(process.execPath, [BIN, 'sendmail', ...args], { input: body, encoding: 'utf8', env: { ...process.env, MAIL_CONFIG: dir } });
+      assert.equal(r.status, 0, r.stderr);
+      const [pfName] = await delivered(path.join(pfBase, 'u0', 'new'), 1);
+      const [ptName] = await delivered(path.join(server.config.mailBase, 'u0', 'new'), 1);
+      const pfText = fs.readFileSync(path.join(pfBase, 'u0', 'new', pfName!), 'utf8');
+      const ptText = fs.readFileSync(path.join(server.config.mailBase, 'u0', 'new', ptName!), 'utf8');
       assert.equal(bounceNormalize(ptText), bounceNormalize(pfText));
     } finally {
       pf.stop();
