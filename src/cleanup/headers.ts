@@ -127,6 +127,8 @@ export interface HeaderPassOptions {
   readonly dropHeaders: ReadonlySet<string>;
   /** Where processed content goes, in order. */
   readonly out: (chunk: Buffer) => void;
+  /** header_checks (header-checks.ts): what to do with each logical field; null keeps it. */
+  readonly check?: (field: Buffer) => { readonly drop: boolean; readonly replace?: string; readonly prepend?: string } | null;
 }
 
 /**
@@ -290,16 +292,25 @@ export class HeaderPass {
 
   private flushField(): void {
     if (this.field.length === 0) return;
-    const field = Buffer.concat(this.cutField());
+    let field = Buffer.concat(this.cutField());
     this.field = [];
     this.fieldLf = 0;
     this.lastCrosses = false;
-    const nameLen = headerNameLength(field);
-    const name = field.subarray(0, nameLen).toString('latin1').toLowerCase();
     const f = this.facts;
+    let name = field.subarray(0, headerNameLength(field)).toString('latin1').toLowerCase();
+    // The Received: count is updated before header_checks may drop the field (cleanup_message.c).
+    if (name === 'received') f.received += 1;
+    const verdict = this.o.check?.(field) ?? null;
+    if (verdict !== null) {
+      if (verdict.prepend !== undefined) this.emit(Buffer.from(`${verdict.prepend}\r\n`, 'utf8'));
+      if (verdict.drop) return;
+      if (verdict.replace !== undefined) {
+        field = Buffer.from(`${verdict.replace}\r\n`, 'utf8');
+        name = field.subarray(0, headerNameLength(field)).toString('latin1').toLowerCase();
+      }
+    }
     if (TRACKED.has(name)) f.seen.add(name);
     if (RESENT.has(name)) f.resent = true;
-    if (name === 'received') f.received += 1;
     if (name === 'message-id' || name === 'resent-message-id') {
       const value = fieldValue(field);
       if (f.ids.length < MAX_LOGGED_IDS) f.ids.push({ resent: name !== 'message-id', value });

@@ -28,6 +28,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { type LookupTable, openTable } from '../config/tables/index.js';
 import type { Params } from '../config/types.js';
 import { PosternError } from '../errors.js';
 import { type DirSync, type DurableFs, defaultDirSync, DirSync as GroupSync, nodeFs } from '../io/durable.js';
@@ -39,6 +40,7 @@ import type { EnvelopeRecipient, HeaderInsert, QueueEnvelope } from '../queue/en
 import { QUEUE_FILE_MAGIC, type QueueFile, QueueFileWriter } from '../queue/file.js';
 import { type MicroTime, makeQueueId, microNow } from '../queue/id.js';
 import { type QueueKick, queueKick } from '../queue/kick.js';
+import { HeaderChecks } from './header-checks.js';
 import { fromField, HeaderPass, headerNameLength, LineEnds, mailDate, messageIdFor } from './headers.js';
 
 export type { ClientFacts, EnvelopeRecipient } from '../queue/envelope.js';
@@ -56,11 +58,26 @@ export function uniqueRecipients<R extends EnvelopeRecipient>(list: readonly R[]
   const out: R[] = [];
   for (const r of list) {
     const notify = r.notify === null ? '' : r.notify === 'NEVER' ? 'NEVER' : [...r.notify].map((n) => n.toUpperCase()).sort().join(',');
-    const key = (withOrcpt ? `${r.orcpt ?? ''}\n${notify}\n${r.address}` : r.address).toLowerCase();
+    // cleanup_addr.c: a recipient without ORCPT is compared as if it had rfc822;address.
+    const key = (withOrcpt ? `${r.orcpt ?? `rfc822;${r.address}`}\n${notify}\n${r.address}` : r.address).toLowerCase();
     if (seen.has(key)) continue;
     if (limit <= 0 || seen.size < limit) seen.add(key);
     out.push(r);
   }
+  return out;
+}
+
+/**
+ * header_checks REDIRECT (every recipient becomes the target, the first one's ORCPT kept, as for
+ * access(5) REDIRECT) and BCC (one more recipient, NOTIFY=NEVER).
+ */
+function checkedRecipients(list: readonly EnvelopeRecipient[], checks: HeaderChecks): readonly EnvelopeRecipient[] {
+  let out = list;
+  if (checks.redirect !== null) {
+    const first = list[0];
+    out = [{ address: checks.redirect, notify: first?.notify ?? null, orcpt: first?.orcpt ?? (first ? `rfc822;${first.address}` : null) }];
+  }
+  if (checks.bcc.length > 0) out = [...out, ...checks.bcc.map((address) => ({ address, notify: 'NEVER' as const, orcpt: null }))];
   return out;
 }
 
@@ -160,6 +177,8 @@ export class Cleanup {
   private readonly statfs: (dir: string) => Promise<{ bsize: number; bavail: number }>;
   /** @internal */ readonly myhostname: string;
   /** @internal */ readonly dropHeaders: ReadonlySet<string>;
+  /** @internal header_checks tables; null for one that could not be opened (each message then gets 451). */
+  readonly headerTables: readonly (LookupTable | null)[];
 
   constructor(opts: CleanupOptions) {
     this.queue_directory = opts.queue_directory;
@@ -174,6 +193,14 @@ export class Cleanup {
     this.kick = queueKick(opts.queue_directory);
     this.myhostname = opts.params.myhostname !== '' ? opts.params.myhostname : os.hostname();
     this.dropHeaders = new Set(opts.params.message_drop_headers.map((h) => h.toLowerCase()));
+    this.headerTables = opts.params.header_checks.map((spec) => {
+      try {
+        return openTable(spec);
+      } catch (e) {
+        this.logger.warning(`header_checks: ${spec}: ${(e as Error).message}; mail is not accepted until it can be opened`);
+        return null;
+      }
+    });
   }
 
   /** @internal The creation time with microseconds. */
@@ -231,6 +258,7 @@ class Txn implements CleanupTxn {
   private state: TxnState = 'open';
   private readonly lineEnds: LineEnds;
   private readonly headers: HeaderPass;
+  private readonly checks: HeaderChecks;
   private received = 0;
   private oversize = false;
   private committing: Promise<unknown> | null = null;
@@ -243,10 +271,12 @@ class Txn implements CleanupTxn {
     private readonly createdMs: number,
   ) {
     this.lineEnds = new LineEnds(c.params.cleanup_replace_stray_cr_lf);
+    this.checks = new HeaderChecks(c.headerTables, (t) => c.logger.warning(t));
     this.headers = new HeaderPass({
       header_size_limit: c.params.header_size_limit,
       dropHeaders: c.dropHeaders,
       out: (b) => writer.write(b),
+      ...(c.headerTables.length > 0 ? { check: (f: Buffer) => this.checks.check(f) } : {}),
     });
   }
 
@@ -304,7 +334,21 @@ class Txn implements CleanupTxn {
     const facts = this.headers.facts;
     const headerEnd = this.headers.headerEnd ?? this.headers.outBytes;
 
-    if (input.discard === true) {
+    const checks = this.checks;
+    if (checks.events.length > 0) {
+      // cleanup_act_log(): the client as MAIL_ATTR_LOG_ORIGIN ("local" for pickup), the last recipient.
+      const cl = input.client;
+      const origin = cl === null ? 'local' : `${cl.name}[${cl.addr}]`;
+      const last = input.recipients[input.recipients.length - 1];
+      let ctx = ` from=<${input.sender}>${last !== undefined ? ` to=<${last.address}>` : ''}`;
+      if (cl !== null) ctx += ` proto=${/^(UTF8)?ESMTP/.test(cl.protocol) ? 'ESMTP' : 'SMTP'}${cl.helo !== null ? ` helo=<${cl.helo}>` : ''}`;
+      for (const e of checks.events) log.info(`${id}: ${e.action}: header ${e.content.slice(0, 200)} from ${origin};${ctx}${e.text !== '' ? `: ${e.text}` : ''}`);
+    }
+    if (checks.lookupError) {
+      log.warning(`${id}: header_checks map lookup problem -- message not accepted, try again later`);
+      return rejectWith(writeError());
+    }
+    if (input.discard === true || checks.discard) {
       // cleanup_flush(): success is reported whatever happened, the file is removed, and (as
       // observed with 3.7) not even the message-id line is logged.
       await this.removeTemp();
@@ -323,6 +367,11 @@ class Txn implements CleanupTxn {
     if (this.oversize) {
       log.warning(`${id}: queue file size limit exceeded`);
       return rejectWith(tooBig());
+    }
+    if (checks.reason !== null) {
+      // smtpd answers cleanup's CLEANUP_STAT_CONT with 550, CLEANUP_STAT_DEFER (a 4.x.x reason) with 451.
+      const m = /^(\d\.\d{1,3}\.\d{1,3}) ?([\s\S]*)$/.exec(checks.reason)!;
+      return rejectWith(new ReplyError(reply(m[1]![0] === '4' ? 451 : 550, m[1]!, m[2]!)));
     }
 
     const inserts: HeaderInsert[] = [];
@@ -360,7 +409,7 @@ class Txn implements CleanupTxn {
       queueId: id,
       arrivalTime: input.arrivalTime ?? Math.floor(this.createdMs),
       sender: input.sender,
-      recipients: uniqueRecipients(input.recipients, params.duplicate_filter_limit, params.enable_original_recipient).map((r) => ({
+      recipients: uniqueRecipients(checkedRecipients(input.recipients, checks), params.duplicate_filter_limit, params.enable_original_recipient).map((r) => ({
         address: r.address,
         notify: r.notify === null || r.notify === 'NEVER' ? r.notify : [...r.notify],
         orcpt: r.orcpt,
@@ -377,7 +426,7 @@ class Txn implements CleanupTxn {
       size,
     };
 
-    const queue = input.hold === true ? 'hold' : 'incoming';
+    const queue = input.hold === true || checks.hold ? 'hold' : 'incoming';
     const final = queueFilePath(this.c.queue_directory, queue, id);
     let renamed = false;
     let sha256 = '';
