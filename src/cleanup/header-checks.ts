@@ -22,6 +22,7 @@ import { headerNameLength } from './headers.js';
 
 export interface HeaderCheckEvent {
   readonly action: string;
+  readonly context: 'header' | 'body';
   /** The header field as looked up (lines joined by LF). */
   readonly content: string;
   readonly text: string;
@@ -48,35 +49,58 @@ export class HeaderChecks {
   readonly bcc: string[] = [];
   /** A table could not be searched: the message is not accepted (451, try again later). */
   lookupError = false;
+  /** header_checks or body_checks, whichever had the lookup error. */
+  lookupErrorMap = 'header_checks';
   private done = false;
+
+  private context: 'header' | 'body' = 'header';
 
   constructor(
     private readonly tables: readonly (LookupTable | null)[],
     private readonly warn: (text: string) => void,
+    private readonly bodyTables: readonly (LookupTable | null)[] = [],
   ) {}
 
   /** `field`: the logical header field with its line ends (CRLF). null: keep it as it is. */
   check(field: Buffer): HeaderVerdict | null {
     if (this.done || this.tables.length === 0) return null;
     const header = field.toString('utf8').replace(/\r?\n$/, '').replace(/\r\n/g, '\n');
+    return this.lookup(this.tables, header, 'header');
+  }
+
+  /**
+   * body_checks (cleanup_body_callback()): one body line without its line end. Without MIME
+   * parsing, every body line is looked at, MIME part headers and boundaries included.
+   */
+  checkBody(line: Buffer): HeaderVerdict | null {
+    if (this.done || this.bodyTables.length === 0) return null;
+    return this.lookup(this.bodyTables, line.toString('utf8'), 'body');
+  }
+
+  private lookup(tables: readonly (LookupTable | null)[], key: string, context: 'header' | 'body'): HeaderVerdict | null {
+    // maps_find() never looks up an empty key: an empty body line matches no rule, not even /^$/.
+    if (key === '') return null;
     let value: string | undefined;
-    for (const t of this.tables) {
+    for (const t of tables) {
       if (t === null) {
         this.lookupError = true;
+        this.lookupErrorMap = `${context}_checks`;
         return null;
       }
-      value = t.get(header);
+      value = t.get(key);
       if (value !== undefined) break;
     }
     if (value === undefined) return null;
-    return this.act(header, value);
+    this.context = context;
+    return this.act(key, value);
   }
 
   private log(action: string, content: string, text: string): void {
-    this.events.push({ action, content, text });
+    this.events.push({ action, context: this.context, content, text });
   }
 
   private act(header: string, value: string): HeaderVerdict | null {
+    const map = `${this.context}_checks`;
     const m = /^(\S*)[ \t]*([\s\S]*)$/.exec(value)!;
     const cmd = m[1]!.toUpperCase();
     const text = m[2]!;
@@ -99,7 +123,7 @@ export class HeaderChecks {
         this.log('info', header, text);
         return null;
       case 'FILTER':
-        this.warn(`header_checks action FILTER ${text} is ignored: content filters need the smtp client, which Postern does not have yet`);
+        this.warn(`${map} action FILTER ${text} is ignored: content filters need the smtp client, which Postern does not have yet`);
         return null;
       case 'PASS':
         this.log('pass', header, text);
@@ -118,29 +142,29 @@ export class HeaderChecks {
         return null;
       case 'PREPEND':
         if (text === '') {
-          this.warn('PREPEND action without text in header_checks map');
+          this.warn(`PREPEND action without text in ${map} map`);
           return null;
         }
-        if (!isHeaderText(text)) {
-          this.warn(`bad PREPEND header text "${text}" in header_checks map -- need "headername: headervalue"`);
+        if (this.context === 'header' && !isHeaderText(text)) {
+          this.warn(`bad PREPEND header text "${text}" in ${map} map -- need "headername: headervalue"`);
           return null;
         }
         this.log('prepend', header, text);
         return { drop: false, prepend: text };
       case 'REPLACE':
         if (text === '') {
-          this.warn('REPLACE action without text in header_checks map');
+          this.warn(`REPLACE action without text in ${map} map`);
           return null;
         }
-        if (!isHeaderText(text)) {
-          this.warn(`bad REPLACE header text "${text}" in header_checks map -- need "headername: headervalue"`);
+        if (this.context === 'header' && !isHeaderText(text)) {
+          this.warn(`bad REPLACE header text "${text}" in ${map} map -- need "headername: headervalue"`);
           return null;
         }
         this.log('replace', header, text);
         return { drop: false, replace: text };
       case 'REDIRECT':
         if (!text.includes('@')) {
-          this.warn(`bad REDIRECT target "${text}" in header_checks map -- need user@domain`);
+          this.warn(`bad REDIRECT target "${text}" in ${map} map -- need user@domain`);
           return null;
         }
         this.redirect = text;
@@ -149,7 +173,7 @@ export class HeaderChecks {
         return null;
       case 'BCC':
         if (!text.includes('@')) {
-          this.warn(`bad BCC address "${text}" in header_checks map -- need user@domain`);
+          this.warn(`bad BCC address "${text}" in ${map} map -- need user@domain`);
           return null;
         }
         this.bcc.push(text);
@@ -164,7 +188,7 @@ export class HeaderChecks {
       case 'OK':
         return null;
       default:
-        this.warn(`unknown command in header_checks map: ${value}`);
+        this.warn(`unknown command in ${map} map: ${value}`);
         return null;
     }
   }

@@ -129,6 +129,9 @@ export interface HeaderPassOptions {
   readonly out: (chunk: Buffer) => void;
   /** header_checks (header-checks.ts): what to do with each logical field; null keeps it. */
   readonly check?: (field: Buffer) => { readonly drop: boolean; readonly replace?: string; readonly prepend?: string } | null;
+  /** body_checks: each body line without its line end, while fewer than `bodyCheckLimit` body bytes were seen. */
+  readonly checkBody?: (line: Buffer) => { readonly drop: boolean; readonly replace?: string; readonly prepend?: string } | null;
+  readonly bodyCheckLimit?: number;
 }
 
 /**
@@ -171,12 +174,57 @@ export class HeaderPass {
     this.o.out(b);
   }
 
+  /** body_checks: the body line in progress, and body bytes looked at so far. */
+  private bodyLine: Buffer[] = [];
+  private bodySeen = 0;
+
+  /** Body bytes: straight through, or line by line while body_checks still look. */
+  private body(b: Buffer): void {
+    const check = this.o.checkBody;
+    if (check === undefined || (this.bodySeen >= (this.o.bodyCheckLimit ?? 0) && this.bodyLine.length === 0)) {
+      this.emit(b);
+      return;
+    }
+    let pos = 0;
+    while (pos < b.length) {
+      if (this.bodySeen >= (this.o.bodyCheckLimit ?? 0) && this.bodyLine.length === 0) {
+        this.emit(b.subarray(pos));
+        return;
+      }
+      const nl = b.indexOf(LF, pos);
+      if (nl < 0) {
+        this.bodyLine.push(b.subarray(pos));
+        return;
+      }
+      this.bodyLine.push(b.subarray(pos, nl + 1));
+      pos = nl + 1;
+      this.bodyLineDone(check);
+    }
+  }
+
+  private bodyLineDone(check: NonNullable<HeaderPassOptions['checkBody']>): void {
+    const line = this.bodyLine.length === 1 ? this.bodyLine[0]! : Buffer.concat(this.bodyLine);
+    this.bodyLine = [];
+    this.bodySeen += line.length;
+    let end = line.length;
+    if (end > 0 && line[end - 1] === LF) end--;
+    if (end > 0 && line[end - 1] === CR) end--;
+    const v = check(line.subarray(0, end));
+    if (v === null) {
+      this.emit(line);
+      return;
+    }
+    if (v.prepend !== undefined) this.emit(Buffer.from(`${v.prepend}\r\n`, 'utf8'));
+    if (v.drop) return;
+    this.emit(v.replace !== undefined ? Buffer.from(`${v.replace}\r\n`, 'utf8') : line);
+  }
+
   push(chunk: Buffer): void {
     let pos = 0;
     const n = chunk.length;
     while (pos < n) {
       if (this.headerEnd !== null) {
-        this.emit(pos === 0 ? chunk : chunk.subarray(pos));
+        this.body(pos === 0 ? chunk : chunk.subarray(pos));
         return;
       }
       const nl = chunk.indexOf(LF, pos);
@@ -215,8 +263,8 @@ export class HeaderPass {
       // The body starts here; the rest of this line and all that follows pass through.
       this.flushField();
       this.headerEnd = this.outBytes;
-      this.emit(line);
-      this.emit(rest);
+      this.body(line);
+      this.body(rest);
       return;
     }
     // A header line this long is cut (header_size_limit): keep what fits, end it with CRLF.
@@ -236,7 +284,9 @@ export class HeaderPass {
     if (kind === 'eoh') {
       this.flushField();
       this.headerEnd = this.outBytes;
-      this.emit(line);
+      // The empty line that ends the headers is not a body line; a non-header line is (Postfix).
+      if (line.length === 2 && line[0] === CR) this.emit(line);
+      else this.body(line);
       return;
     }
     if (kind === 'header') this.flushField();
@@ -326,6 +376,15 @@ export class HeaderPass {
   /** End of content: finish the header section if still in it; a last line without its line end gets one. */
   end(): void {
     this.dropRestOfLine = false;
+    if (this.bodyLine.length > 0 && this.o.checkBody !== undefined) {
+      // A last body line without its line end: checked as a line, ended with CRLF below.
+      const rest = Buffer.concat(this.bodyLine);
+      this.bodyLine = [];
+      this.bodySeen += rest.length;
+      const v = this.o.checkBody(rest);
+      if (v?.prepend !== undefined) this.emit(Buffer.from(`${v.prepend}\r\n`, 'utf8'));
+      if (v === null || !v.drop) this.emit(v?.replace !== undefined ? Buffer.from(v.replace, 'utf8') : rest);
+    }
     if (this.headerEnd === null) {
       if (this.lineLen > 0) {
         this.line.push(CRLF);

@@ -179,6 +179,8 @@ export class Cleanup {
   /** @internal */ readonly dropHeaders: ReadonlySet<string>;
   /** @internal header_checks tables; null for one that could not be opened (each message then gets 451). */
   readonly headerTables: readonly (LookupTable | null)[];
+  /** @internal body_checks tables, as headerTables. */
+  readonly bodyTables: readonly (LookupTable | null)[];
 
   constructor(opts: CleanupOptions) {
     this.queue_directory = opts.queue_directory;
@@ -193,14 +195,17 @@ export class Cleanup {
     this.kick = queueKick(opts.queue_directory);
     this.myhostname = opts.params.myhostname !== '' ? opts.params.myhostname : os.hostname();
     this.dropHeaders = new Set(opts.params.message_drop_headers.map((h) => h.toLowerCase()));
-    this.headerTables = opts.params.header_checks.map((spec) => {
-      try {
-        return openTable(spec);
-      } catch (e) {
-        this.logger.warning(`header_checks: ${spec}: ${(e as Error).message}; mail is not accepted until it can be opened`);
-        return null;
-      }
-    });
+    const open = (name: 'header_checks' | 'body_checks'): (LookupTable | null)[] =>
+      opts.params[name].map((spec) => {
+        try {
+          return openTable(spec);
+        } catch (e) {
+          this.logger.warning(`${name}: ${spec}: ${(e as Error).message}; mail is not accepted until it can be opened`);
+          return null;
+        }
+      });
+    this.headerTables = open('header_checks');
+    this.bodyTables = open('body_checks');
   }
 
   /** @internal The creation time with microseconds. */
@@ -271,12 +276,13 @@ class Txn implements CleanupTxn {
     private readonly createdMs: number,
   ) {
     this.lineEnds = new LineEnds(c.params.cleanup_replace_stray_cr_lf);
-    this.checks = new HeaderChecks(c.headerTables, (t) => c.logger.warning(t));
+    this.checks = new HeaderChecks(c.headerTables, (t) => c.logger.warning(t), c.bodyTables);
     this.headers = new HeaderPass({
       header_size_limit: c.params.header_size_limit,
       dropHeaders: c.dropHeaders,
       out: (b) => writer.write(b),
       ...(c.headerTables.length > 0 ? { check: (f: Buffer) => this.checks.check(f) } : {}),
+      ...(c.bodyTables.length > 0 ? { checkBody: (l: Buffer) => this.checks.checkBody(l), bodyCheckLimit: c.params.body_checks_size_limit } : {}),
     });
   }
 
@@ -342,10 +348,10 @@ class Txn implements CleanupTxn {
       const last = input.recipients[input.recipients.length - 1];
       let ctx = ` from=<${input.sender}>${last !== undefined ? ` to=<${last.address}>` : ''}`;
       if (cl !== null) ctx += ` proto=${/^(UTF8)?ESMTP/.test(cl.protocol) ? 'ESMTP' : 'SMTP'}${cl.helo !== null ? ` helo=<${cl.helo}>` : ''}`;
-      for (const e of checks.events) log.info(`${id}: ${e.action}: header ${e.content.slice(0, 200)} from ${origin};${ctx}${e.text !== '' ? `: ${e.text}` : ''}`);
+      for (const e of checks.events) log.info(`${id}: ${e.action}: ${e.context} ${e.content.slice(0, 200)} from ${origin};${ctx}${e.text !== '' ? `: ${e.text}` : ''}`);
     }
     if (checks.lookupError) {
-      log.warning(`${id}: header_checks map lookup problem -- message not accepted, try again later`);
+      log.warning(`${id}: ${checks.lookupErrorMap} map lookup problem -- message not accepted, try again later`);
       return rejectWith(writeError());
     }
     if (input.discard === true || checks.discard) {

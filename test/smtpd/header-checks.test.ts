@@ -28,7 +28,9 @@ const RULES = [
   '',
 ].join('\n');
 
-async function send(port: number, subject: string, extra = ''): Promise<string> {
+const BODY_RULES = ['/^reject this body$/ REJECT bad body', '/^warn body line$/ WARN saw it', '/^$/ INFO blank line', '/^secret body line$/ IGNORE', ''].join('\n');
+
+async function send(port: number, subject: string, extra = '', body = 'body\r\n'): Promise<string> {
   const c = await SmtpClient.connect(port);
   try {
     await c.read();
@@ -36,7 +38,7 @@ async function send(port: number, subject: string, extra = ''): Promise<string> 
     assert.equal(await c.cmd('MAIL FROM:<a@client.example.test>'), '250 2.1.0 Ok');
     assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), '250 2.1.5 Ok');
     assert.match(await c.cmd('DATA'), /^354 /);
-    const r = await c.cmd(`From: a@client.example.test\r\nSubject: ${subject}\r\n${extra}\r\nbody\r\n.`);
+    const r = await c.cmd(`From: a@client.example.test\r\nSubject: ${subject}\r\n${extra}\r\n${body}.`);
     await c.cmd('QUIT');
     return r;
   } finally {
@@ -59,7 +61,9 @@ describe('cleanup: header_checks side by side with Postfix 3.7', { skip }, () =>
     fs.chmodSync(dir, 0o755);
     fs.writeFileSync(path.join(dir, 'header_checks'), RULES);
     fs.chmodSync(path.join(dir, 'header_checks'), 0o644);
-    const mainCf = `header_checks = regexp:${path.join(dir, 'header_checks')}`;
+    fs.writeFileSync(path.join(dir, 'body_checks'), BODY_RULES);
+    fs.chmodSync(path.join(dir, 'body_checks'), 0o644);
+    const mainCf = `header_checks = regexp:${path.join(dir, 'header_checks')}\nbody_checks = regexp:${path.join(dir, 'body_checks')}`;
     [pfPort] = (await freePorts(1)) as [number];
     pf = await startPostfix({ services: [{ port: pfPort }], mainCf });
     pt = await startPostern({ mainCf, ipv6: false });
@@ -115,5 +119,25 @@ describe('cleanup: header_checks side by side with Postfix 3.7', { skip }, () =>
     const line = (ls: readonly string[], re: RegExp): string | undefined => ls.find((l) => re.test(l))?.replace(/^.*?[0-9A-F]{6,}: /, '');
     assert.equal(line(pt.lines(), /: prepend: header X-Tag/), line(pf.log(), /: prepend: header X-Tag/));
     assert.equal(line(pt.lines(), /: replace: header X-Mailer/), line(pf.log(), /: replace: header X-Mailer/));
+  });
+
+  it('cleanup: body_checks REJECT, WARN and IGNORE as Postfix applies them; an empty line matches nothing, not even /^$/', async () => {
+    const body = 'first\r\n\r\nwarn body line\r\nsecret body line\r\nlast\r\n';
+    const [a, b] = await Promise.all([send(pt.port4, 'body test', '', body), send(pfPort, 'body test', '', body)]);
+    assert.match(a, /^250 /);
+    assert.match(b, /^250 /);
+    const idA = /queued as ([0-9A-F]+)/.exec(a)![1]!;
+    const idB = /queued as ([0-9A-F]+)/.exec(b)![1]!;
+    await pf.waitFor(new RegExp(`${idB}: warning: body warn body line`));
+    await pt.waitFor(new RegExp(`${idA}: warning: body warn body line`));
+    const mine = (ls: readonly string[], id: string): string[] => ls.filter((l) => l.includes(`${id}: `) && /: (warning|info|reject): body /.test(l)).map((l) => l.replace(/^.*?[0-9A-F]{6,}: /, ''));
+    assert.deepEqual(mine(pt.lines(), idA), mine(pf.log(), idB));
+    const { content } = await pt.message(idA);
+    assert.doesNotMatch(content, /secret body line/);
+    assert.match(content, /\r\nwarn body line\r\nlast\r\n/);
+
+    const [r1, r2] = await Promise.all([send(pt.port4, 'body reject', '', 'ok\r\nreject this body\r\n'), send(pfPort, 'body reject', '', 'ok\r\nreject this body\r\n')]);
+    assert.equal(r1, '550 5.7.1 bad body');
+    assert.equal(r2, r1);
   });
 });

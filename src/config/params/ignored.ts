@@ -35,7 +35,6 @@ export const IGNORED: Readonly<Record<string, string>> = {
   ),
   hash_queue_depth: "Postern's queue directories are not hashed",
   hash_queue_names: "Postern's queue directories are not hashed",
-  body_checks: 'body lines are not checked yet (header_checks are)',
   sender_canonical_maps: 'canonical address rewriting is not implemented',
   canonical_maps: 'canonical address rewriting is not implemented (smtpd only counts its keys as known recipients)',
   recipient_canonical_maps: 'canonical address rewriting is not implemented (smtpd only counts its keys as known recipients)',

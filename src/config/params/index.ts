@@ -75,6 +75,7 @@ export const PARAMS = {
   enable_original_recipient: bool('yes', 'cleanup', 'Record the original recipient address (for orig_to= and Original-Recipient).'),
   header_checks: tables('', 'cleanup', 'Lookup tables applied to each primary message header line.'),
   body_checks: tables('', 'cleanup', 'Lookup tables applied to each message body line.'),
+  body_checks_size_limit: int('51200', 'cleanup', 'How many bytes of the body body_checks look at.'),
   mime_nesting_limit: int('100', 'cleanup', 'The maximal recursion level of MIME multipart nesting.'),
   canonical_maps: tables('', 'cleanup', 'Address mapping tables for envelope and header addresses.'),
   sender_canonical_maps: tables('', 'cleanup', 'Address mapping tables for envelope and header sender addresses.'),
