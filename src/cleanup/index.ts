@@ -71,13 +71,61 @@ export function uniqueRecipients<R extends EnvelopeRecipient>(list: readonly R[]
  * header_checks REDIRECT (every recipient becomes the target, the first one's ORCPT kept, as for
  * access(5) REDIRECT) and BCC (one more recipient, NOTIFY=NEVER).
  */
-function checkedRecipients(list: readonly EnvelopeRecipient[], checks: HeaderChecks): readonly EnvelopeRecipient[] {
+function checkedRecipients(
+  list: readonly EnvelopeRecipient[],
+  checks: HeaderChecks,
+  autoBcc: (l: readonly EnvelopeRecipient[]) => readonly EnvelopeRecipient[],
+): readonly EnvelopeRecipient[] {
   let out = list;
   if (checks.redirect !== null) {
     const first = list[0];
     out = [{ address: checks.redirect, notify: first?.notify ?? null, orcpt: first?.orcpt ?? (first ? `rfc822;${first.address}` : null) }];
   }
+  out = autoBcc(out);
   if (checks.bcc.length > 0) out = [...out, ...checks.bcc.map((address) => ({ address, notify: 'NEVER' as const, orcpt: null }))];
+  return out;
+}
+
+/**
+ * Automatic blind copies (cleanup_addr.c), each a recipient with NOTIFY=NEVER: sender_bcc_maps
+ * when the sender is seen (so before the recipients), recipient_bcc_maps after each recipient,
+ * always_bcc last. Keys as mail_addr_find(): the address, the address without its extension,
+ * then @domain (the bare local part of local domains is not tried); the value's first word.
+ */
+function withBcc(list: readonly EnvelopeRecipient[], sender: string, c: Cleanup, warn: (text: string) => void): readonly EnvelopeRecipient[] {
+  const p = c.params;
+  if (c.senderBcc.length === 0 && c.recipientBcc.length === 0 && p.always_bcc === '') return list;
+  const find = (tables: readonly (LookupTable | null)[], name: string, address: string): string | null => {
+    if (address === '' || tables.length === 0) return null;
+    const at = address.lastIndexOf('@');
+    const local = (at < 0 ? address : address.slice(0, at)).toLowerCase();
+    const domain = at < 0 ? '' : address.slice(at + 1).toLowerCase();
+    const delim = p.recipient_delimiter === '' ? -1 : [...local].findIndex((ch, i) => i > 0 && p.recipient_delimiter.includes(ch));
+    const keys = [at < 0 ? local : `${local}@${domain}`];
+    if (delim > 0) keys.push(at < 0 ? local.slice(0, delim) : `${local.slice(0, delim)}@${domain}`);
+    if (domain !== '') keys.push(`@${domain}`);
+    for (const k of keys) {
+      for (const t of tables) {
+        if (t === null) {
+          warn(`${name} map lookup problem for ${address}`);
+          return null;
+        }
+        const v = t.get(k);
+        if (v !== undefined) return v.trim().split(/\s+/)[0] ?? null;
+      }
+    }
+    return null;
+  };
+  const bcc = (address: string): EnvelopeRecipient => ({ address, notify: 'NEVER', orcpt: null });
+  const out: EnvelopeRecipient[] = [];
+  const s = find(c.senderBcc, 'sender_bcc_maps', sender);
+  if (s) out.push(bcc(s));
+  for (const r of list) {
+    out.push(r);
+    const b = find(c.recipientBcc, 'recipient_bcc_maps', r.address);
+    if (b) out.push(bcc(b));
+  }
+  if (p.always_bcc !== '' && list.length > 0) out.push(bcc(p.always_bcc));
   return out;
 }
 
@@ -181,6 +229,9 @@ export class Cleanup {
   readonly headerTables: readonly (LookupTable | null)[];
   /** @internal body_checks tables, as headerTables. */
   readonly bodyTables: readonly (LookupTable | null)[];
+  /** @internal sender_bcc_maps, recipient_bcc_maps (null: could not be opened; warned). */
+  readonly senderBcc: readonly (LookupTable | null)[];
+  readonly recipientBcc: readonly (LookupTable | null)[];
 
   constructor(opts: CleanupOptions) {
     this.queue_directory = opts.queue_directory;
@@ -195,7 +246,7 @@ export class Cleanup {
     this.kick = queueKick(opts.queue_directory);
     this.myhostname = opts.params.myhostname !== '' ? opts.params.myhostname : os.hostname();
     this.dropHeaders = new Set(opts.params.message_drop_headers.map((h) => h.toLowerCase()));
-    const open = (name: 'header_checks' | 'body_checks'): (LookupTable | null)[] =>
+    const open = (name: 'header_checks' | 'body_checks' | 'sender_bcc_maps' | 'recipient_bcc_maps'): (LookupTable | null)[] =>
       opts.params[name].map((spec) => {
         try {
           return openTable(spec);
@@ -206,6 +257,8 @@ export class Cleanup {
       });
     this.headerTables = open('header_checks');
     this.bodyTables = open('body_checks');
+    this.senderBcc = open('sender_bcc_maps');
+    this.recipientBcc = open('recipient_bcc_maps');
   }
 
   /** @internal The creation time with microseconds. */
@@ -415,7 +468,11 @@ class Txn implements CleanupTxn {
       queueId: id,
       arrivalTime: input.arrivalTime ?? Math.floor(this.createdMs),
       sender: input.sender,
-      recipients: uniqueRecipients(checkedRecipients(input.recipients, checks), params.duplicate_filter_limit, params.enable_original_recipient).map((r) => ({
+      recipients: uniqueRecipients(
+        checkedRecipients(input.recipients, checks, (l) => withBcc(l, input.sender, this.c, (t) => log.warning(`${id}: ${t}`))),
+        params.duplicate_filter_limit,
+        params.enable_original_recipient,
+      ).map((r) => ({
         address: r.address,
         notify: r.notify === null || r.notify === 'NEVER' ? r.notify : [...r.notify],
         orcpt: r.orcpt,
