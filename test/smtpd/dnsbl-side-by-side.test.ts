@@ -30,7 +30,7 @@ const ZONE = {
   'mail.mxonly.example': { a: ['192.0.2.26'] },
 };
 
-const CASES: readonly { name: string; mainCf: string; from?: string; to?: string }[] = [
+const CASES: readonly { name: string; mainCf: string; from?: string; to?: string; helo?: string }[] = [
   { name: 'reject_rbl_client with a TXT reason', mainCf: 'smtpd_recipient_restrictions = reject_rbl_client zen.example, permit' },
   { name: 'reject_rbl_client without TXT', mainCf: 'smtpd_recipient_restrictions = reject_rbl_client bare.example, permit' },
   { name: 'a reply filter the answer does not match, then an unlisted zone', mainCf: 'smtpd_recipient_restrictions = reject_rbl_client zen.example=127.0.0.[4..11], reject_rbl_client nothere.example, permit' },
@@ -54,13 +54,18 @@ const CASES: readonly { name: string; mainCf: string; from?: string; to?: string
     ['a recipient domain with a null MX', 'bob@nullmx.example'],
     ['a recipient domain with an MX', 'bob@mxonly.example'],
   ].map(([name, to]) => ({ name: `reject_unknown_recipient_domain: ${name}`, mainCf: 'smtpd_recipient_restrictions = reject_unknown_recipient_domain, permit', to })),
+  ...[
+    ['a HELO name without an address', 'nx.example'],
+    ['a HELO name with an A record', 'aonly.example'],
+    ['a HELO name with only an MX record', 'mxonly.example'],
+  ].map(([name, helo]) => ({ name: `reject_unknown_helo_hostname: ${name}`, mainCf: 'smtpd_helo_required = yes\nsmtpd_helo_restrictions = reject_unknown_helo_hostname', helo })),
 ];
 
-async function rcpt(port: number, from = 'a@client.example.test', to = 'bob@mx.example.test'): Promise<string> {
+async function rcpt(port: number, from = 'a@client.example.test', to = 'bob@mx.example.test', helo = 'client.example.test'): Promise<string> {
   const c = await SmtpClient.connect(port);
   try {
     await c.read();
-    await c.cmd('EHLO client.example.test');
+    await c.cmd(`EHLO ${helo}`);
     assert.equal(await c.cmd(`MAIL FROM:<${from}>`), '250 2.1.0 Ok');
     const r = await c.cmd(`RCPT TO:<${to}>`);
     await c.cmd('QUIT');
@@ -88,7 +93,7 @@ describe('smtpd: DNSBL and unknown-domain restrictions side by side with Postfix
       const pf = await startPostfix({ services: [{ port: port! }], mainCf: c.mainCf, nameserver: NS });
       const pt = await startPostern({ mainCf: `smtpd_peername_lookup = no\n${c.mainCf}`, ipv6: false, resolver: systemResolver({ servers: [NS] }) });
       try {
-        const [postern, postfix] = await Promise.all([rcpt(pt.port4, c.from, c.to), rcpt(port!, c.from, c.to)]);
+        const [postern, postfix] = await Promise.all([rcpt(pt.port4, c.from, c.to, c.helo), rcpt(port!, c.from, c.to, c.helo)]);
         assert.equal(postern, postfix);
         if (!postfix.startsWith('250')) {
           await pf.waitFor(/NOQUEUE: reject: RCPT/);
