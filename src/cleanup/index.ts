@@ -45,7 +45,6 @@ import { fromField, HeaderPass, headerNameLength, LineEnds, mailDate, messageIdF
 
 export type { ClientFacts, EnvelopeRecipient } from '../queue/envelope.js';
 
-/** The envelope as the queue file keeps it (sender, recipients, DSN RET/ENVID, SMTPUTF8, BODY, client; null client = local), and what cleanup adds. */
 /**
  * Postfix cleanup_out_recipient(): a recipient equal to an earlier one of the same message is
  * dropped, so `RCPT TO:<bob@x>` twice (or Bob@X) gets one delivery. Equal means, case folded
@@ -92,7 +91,14 @@ function checkedRecipients(
  * always_bcc last. Keys as mail_addr_find(): the address, the address without its extension,
  * then @domain (the bare local part of local domains is not tried); the value's first word.
  */
-function withBcc(list: readonly EnvelopeRecipient[], sender: string, c: Cleanup, warn: (text: string) => void): readonly EnvelopeRecipient[] {
+/** A *_bcc_maps table could not be searched: the message is not accepted (Postfix: CLEANUP_STAT_WRITE). */
+class BccLookupError extends Error {
+  constructor(readonly map: string) {
+    super(`${map} map lookup problem`);
+  }
+}
+
+function withBcc(list: readonly EnvelopeRecipient[], sender: string, c: Cleanup): readonly EnvelopeRecipient[] {
   const p = c.params;
   if (c.senderBcc.length === 0 && c.recipientBcc.length === 0 && p.always_bcc === '') return list;
   const find = (tables: readonly (LookupTable | null)[], name: string, address: string): string | null => {
@@ -106,10 +112,7 @@ function withBcc(list: readonly EnvelopeRecipient[], sender: string, c: Cleanup,
     if (domain !== '') keys.push(`@${domain}`);
     for (const k of keys) {
       for (const t of tables) {
-        if (t === null) {
-          warn(`${name} map lookup problem for ${address}`);
-          return null;
-        }
+        if (t === null) throw new BccLookupError(name);
         const v = t.get(k);
         if (v !== undefined) return v.trim().split(/\s+/)[0] ?? null;
       }
@@ -129,6 +132,7 @@ function withBcc(list: readonly EnvelopeRecipient[], sender: string, c: Cleanup,
   return out;
 }
 
+/** The envelope as the queue file keeps it (sender, recipients, DSN RET/ENVID, SMTPUTF8, BODY, client; null client = local), and what cleanup adds. */
 export interface CleanupInput extends Pick<QueueEnvelope, 'sender' | 'recipients' | 'ret' | 'envid' | 'smtputf8' | 'body' | 'client'> {
   /**
    * smtpd's complete Received: field (`Received: from ...`), folded lines separated by CRLF or LF
@@ -463,13 +467,21 @@ class Txn implements CleanupTxn {
 
     const contentLength = this.writer.contentLength;
     const size = contentLength + inserts.reduce((n, i) => n + Buffer.byteLength(i.text), 0);
+    let recipients: readonly EnvelopeRecipient[];
+    try {
+      recipients = checkedRecipients(input.recipients, checks, (l) => withBcc(l, input.sender, this.c));
+    } catch (e) {
+      if (!(e instanceof BccLookupError)) throw e;
+      log.warning(`${id}: ${e.map} map lookup problem -- message not accepted, try again later`);
+      return rejectWith(writeError());
+    }
     const envelope: QueueEnvelope = {
       version: 1,
       queueId: id,
       arrivalTime: input.arrivalTime ?? Math.floor(this.createdMs),
       sender: input.sender,
       recipients: uniqueRecipients(
-        checkedRecipients(input.recipients, checks, (l) => withBcc(l, input.sender, this.c, (t) => log.warning(`${id}: ${t}`))),
+        recipients,
         params.duplicate_filter_limit,
         params.enable_original_recipient,
       ).map((r) => ({

@@ -65,4 +65,33 @@ describe('cleanup: always_bcc, sender_bcc_maps, recipient_bcc_maps side by side 
       }
     });
   }
+
+  it('cleanup: a sender_bcc_maps table that cannot be opened defers the message (451), as with Postfix, so no copy is silently missed', async () => {
+    const [port] = await freePorts(1);
+    const mainCf = 'sender_bcc_maps = texthash:/nonexistent/postern-bcc';
+    const pf = await startPostfix({ services: [{ port: port! }], mainCf });
+    const pt = await startPostern({ mainCf, ipv6: false });
+    try {
+      const reply = async (p: number): Promise<string> => {
+        const c = await SmtpClient.connect(p);
+        try {
+          await c.read();
+          await c.cmd('EHLO client.example.test');
+          await c.cmd('MAIL FROM:<a@client.example.test>');
+          await c.cmd('RCPT TO:<bob@mx.example.test>');
+          await c.cmd('DATA');
+          return await c.cmd('Subject: x\r\n\r\nhello\r\n.');
+        } finally {
+          c.close();
+        }
+      };
+      const [a, b] = await Promise.all([reply(pt.port4), reply(port!)]);
+      assert.equal(a, '451 4.3.0 Error: queue file write error');
+      assert.equal(b, a);
+      await pt.waitFor(/sender_bcc_maps map lookup problem -- message not accepted, try again later/);
+    } finally {
+      pf.stop();
+      await pt.stop();
+    }
+  });
 });
