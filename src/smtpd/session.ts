@@ -68,6 +68,8 @@ const WHERE_CONNECT = 'CONNECT';
 const WHERE_DATA = 'DATA content';
 const WHERE_BDAT = 'BDAT content';
 const WHERE_EOM = 'END-OF-MESSAGE';
+/** Sequence number of policy `instance` values in this process. */
+let instanceSeq = 0;
 const WHERE_UNKNOWN = 'UNKNOWN';
 
 /** Why a session ended early, as Postfix logs it (`timeout after RCPT from ...`). */
@@ -136,7 +138,6 @@ export class Session implements CheckSubject {
   private actSize = 0;
   /** Postfix's policy `instance` for the current transaction (smtpd.c mail_cmd()); '' outside one. */
   instance = '';
-  private instanceSeq = 0;
   private arrival = new Date();
   private receivedLines: string[] = [];
   /** The line-ending normalizer of the BDAT chunks of this message. */
@@ -936,7 +937,9 @@ export class Session implements CheckSubject {
     this.arrival = new Date();
     this.sender = sender;
     const ms = this.arrival.getTime();
-    this.instance = `${process.pid.toString(16)}.${Math.floor(ms / 1000).toString(16)}.${((ms % 1000) * 1000).toString(16)}.${(this.instanceSeq++).toString(16)}`;
+    // pid.sec.usec.seqno as Postfix; the sequence is per process, not per session, because one
+    // Postern process serves many sessions at once and each instance must stay unique.
+    this.instance = `${process.pid.toString(16)}.${Math.floor(ms / 1000).toString(16)}.${((ms % 1000) * 1000).toString(16)}.${(instanceSeq++).toString(16)}`;
     this.mailParams = params;
     if (!p.smtpd_delay_open_until_valid_rcpt) {
       if (!(await this.openQueueFile())) {
@@ -1143,8 +1146,8 @@ export class Session implements CheckSubject {
         const err = await this.svc.policy.checkEod(this.subject({ recipient: this.rcptCount > 1 ? null : this.recipient }));
         if (err !== null) {
           // The transaction ends here as after any end-of-data reply (RFC 5321 4.1.1.4): the queue
-          // file is removed. Postfix 3.7 kept the sender, so the next MAIL got "nested MAIL command";
-          // later Postfix releases reset it too.
+          // file is removed. Postfix 3.7 keeps the sender, so its next MAIL gets "nested MAIL
+          // command" (a documented postern_only conversation).
           await this.reply(err);
           this.mailReset();
           this.rcptReset();
