@@ -111,8 +111,12 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
     }
   });
 
-  for (const extra of ['', 'smtputf8_enable = no']) {
-  it(`bounce: the non-delivery notification for an error: transport is the RFC 3464 report Postfix sends${extra === '' ? '' : ` (${extra})`}`, async () => {
+  for (const [extra, mailParams] of [
+    ['', ''],
+    ['', ' SMTPUTF8 BODY=8BITMIME'],
+    ['smtputf8_enable = no', ''],
+  ] as const) {
+  it(`bounce: the non-delivery notification for an error: transport is the RFC 3464 report Postfix sends${extra === '' && mailParams === '' ? '' : ` (${(extra + mailParams).trim()})`}`, async () => {
     const acct = runAccount();
     const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
     dirs.push(pfBase);
@@ -139,7 +143,7 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
     const server = new Server(await writeConfig(dir, { users: 2, mainCf: transport }));
     try {
       await server.ready();
-      await Promise.all([send(pfPort!, ['u1@example.test']), send(server.config.port, ['u1@example.test'])]);
+      await Promise.all([send(pfPort!, ['u1@example.test'], mailParams), send(server.config.port, ['u1@example.test'], mailParams)]);
       const [pfName] = await delivered(path.join(pfBase, 'sender', 'new'), 1);
       const [ptName] = await delivered(path.join(server.config.mailBase, 'sender', 'new'), 1);
       const pfText = fs.readFileSync(path.join(pfBase, 'sender', 'new', pfName!), 'utf8');
