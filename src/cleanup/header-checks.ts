@@ -141,27 +141,19 @@ export class HeaderChecks {
         }
         return null;
       case 'PREPEND':
+      case 'REPLACE': {
+        const what = cmd.toLowerCase() as 'prepend' | 'replace';
         if (text === '') {
-          this.warn(`PREPEND action without text in ${map} map`);
+          this.warn(`${cmd} action without text in ${map} map`);
           return null;
         }
         if (this.context === 'header' && !isHeaderText(text)) {
-          this.warn(`bad PREPEND header text "${text}" in ${map} map -- need "headername: headervalue"`);
+          this.warn(`bad ${cmd} header text "${text}" in ${map} map -- need "headername: headervalue"`);
           return null;
         }
-        this.log('prepend', header, text);
-        return { drop: false, prepend: text };
-      case 'REPLACE':
-        if (text === '') {
-          this.warn(`REPLACE action without text in ${map} map`);
-          return null;
-        }
-        if (this.context === 'header' && !isHeaderText(text)) {
-          this.warn(`bad REPLACE header text "${text}" in ${map} map -- need "headername: headervalue"`);
-          return null;
-        }
-        this.log('replace', header, text);
-        return { drop: false, replace: text };
+        this.log(what, header, text);
+        return what === 'prepend' ? { drop: false, prepend: text } : { drop: false, replace: text };
+      }
       case 'REDIRECT':
         if (!text.includes('@')) {
           this.warn(`bad REDIRECT target "${text}" in ${map} map -- need user@domain`);

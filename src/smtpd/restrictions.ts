@@ -1239,14 +1239,8 @@ export class Policy {
   }
 
   /** DATA (and the first BDAT): smtpd_data_restrictions; no recipient is named when there are several. */
-  async checkData(s: CheckSubject): Promise<Reply | null> {
-    const ev = new Evaluation(s);
-    let st = await this.run(ev, this.data, 'DATA', NAME_DATA, null);
-    if (st !== 'reject' && ev.deferIfPermit !== null) {
-      const d = ev.deferIfPermit;
-      st = this.reject(ev, d.code, d.dsn, d.text);
-    }
-    return st === 'reject' ? ev.reply : null;
+  checkData(s: CheckSubject): Promise<Reply | null> {
+    return this.checkStage(s, this.data, 'DATA', NAME_DATA);
   }
 
   /**
@@ -1254,9 +1248,14 @@ export class Policy {
    * (smtpd_check_eod()). No recipient is named when there are several; an earlier defer_if_permit
    * does not carry over.
    */
-  async checkEod(s: CheckSubject): Promise<Reply | null> {
+  checkEod(s: CheckSubject): Promise<Reply | null> {
+    return this.checkStage(s, this.eod, 'END-OF-MESSAGE', NAME_EOD);
+  }
+
+  /** One restriction list with no default table, then a pending defer_if_permit (smtpd_check_data/eod()). */
+  private async checkStage(s: CheckSubject, list: Restrictions, replyName: string, replyClass: string): Promise<Reply | null> {
     const ev = new Evaluation(s);
-    let st = await this.run(ev, this.eod, 'END-OF-MESSAGE', NAME_EOD, null);
+    let st = await this.run(ev, list, replyName, replyClass, null);
     if (st !== 'reject' && ev.deferIfPermit !== null) {
       const d = ev.deferIfPermit;
       st = this.reject(ev, d.code, d.dsn, d.text);

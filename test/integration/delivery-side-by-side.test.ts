@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, chownTree, makeTestDir, runAccount, SENDER, Server, sleep, writeConfig } from '../crash/server.js';
-import { freePorts, postfixSkip, startPostfix } from '../harness/postfix.js';
+import { freePorts, postfixSkip, type StartedPostfix, startPostfix } from '../harness/postfix.js';
 import { SmtpClient } from '../harness/smtp-client.js';
 
 const skip = postfixSkip() || (process.getuid?.() !== 0 ? 'Postfix virtual(8) delivery needs root' : false);
@@ -67,47 +67,87 @@ const normalize = (text: string): string =>
 /** Postfix's Maildir name: seconds.VdevIinodeMmicroseconds.host (maildir.c). */
 const MAILDIR_NAME = /^\d+\.V[0-9a-f]+I[0-9a-f]+M\d+\.[^/]+$/;
 
-describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
-  it('virtual: the delivered Maildir file has the same added headers and body as Postfix virtual(8) writes, one copy per recipient', async () => {
-    const acct = runAccount();
-    // Postfix: its own mailbox tree owned by the same account.
-    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
-    dirs.push(pfBase);
-    fs.chmodSync(pfBase, 0o755);
-    chownTree(pfBase, acct);
-    const [pfPort] = await freePorts(1);
-    const pf = await startPostfix({
-      services: [{ port: pfPort! }],
-      mainCf: [
-        'virtual_transport = virtual',
-        'virtual_mailbox_domains = example.test',
-        `virtual_mailbox_base = ${pfBase}`,
-        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
-        `virtual_uid_maps = static:${acct.uid}`,
-        `virtual_gid_maps = static:${acct.gid}`,
-        'virtual_minimum_uid = 1',
-      ].join('\n'),
-    });
-    const dir = makeTestDir('postern-deliver-sbs-');
-    dirs.push(dir);
-    const server = new Server(await writeConfig(dir, { users: 2 }));
-    try {
-      await server.ready();
-      await Promise.all([send(pfPort!, ['u0@example.test', 'u1@example.test']), send(server.config.port, ['u0@example.test', 'u1@example.test'])]);
-      for (const u of ['u0', 'u1']) {
-        const [pfName] = await delivered(path.join(pfBase, u, 'new'), 1);
-        const [ptName] = await delivered(path.join(server.config.mailBase, u, 'new'), 1);
-        assert.match(pfName!, MAILDIR_NAME);
-        assert.match(ptName!, MAILDIR_NAME);
-        const pfText = fs.readFileSync(path.join(pfBase, u, 'new', pfName!), 'utf8');
-        const ptText = fs.readFileSync(path.join(server.config.mailBase, u, 'new', ptName!), 'utf8');
-        assert.equal(normalize(ptText), normalize(pfText));
-      }
-      await sleep(500);
-      assert.equal(fs.readdirSync(path.join(server.config.mailBase, 'u0', 'new')).length, 1, 'one copy');
-    } finally {
+/** Both servers, configured alike: Postfix with virtual(8) into its own tree, Postern through `postern run`. */
+interface Pair {
+  readonly pfPort: number;
+  readonly ptPort: number;
+  readonly pf: StartedPostfix;
+  readonly server: Server;
+  /** The Maildir new/ directory of `user` in each server's tree. */
+  newDir(which: 'postfix' | 'postern', user: string): string;
+  /** The one message `user` got from each server (waits for it). */
+  both(user: string): Promise<{ postfix: string; postern: string; names: [string, string] }>;
+  stop(): Promise<void>;
+}
+
+/** `mainCf`: settings for both (Postern's config from writeConfig has the same users and domains). */
+async function startBoth(mainCf: readonly string[] = []): Promise<Pair> {
+  const acct = runAccount();
+  const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
+  dirs.push(pfBase);
+  fs.chmodSync(pfBase, 0o755);
+  chownTree(pfBase, acct);
+  const [pfPort] = await freePorts(1);
+  const pf = await startPostfix({
+    services: [{ port: pfPort! }],
+    mainCf: [
+      'virtual_transport = virtual',
+      'virtual_mailbox_domains = example.test',
+      `virtual_mailbox_base = ${pfBase}`,
+      'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
+      `virtual_uid_maps = static:${acct.uid}`,
+      `virtual_gid_maps = static:${acct.gid}`,
+      'virtual_minimum_uid = 1',
+      ...mainCf,
+    ].join('\n'),
+  });
+  const dir = makeTestDir('postern-sbs-');
+  dirs.push(dir);
+  const server = new Server(await writeConfig(dir, { users: 2, mainCf: mainCf.join('\n') }));
+  try {
+    await server.ready();
+  } catch (e) {
+    pf.stop();
+    throw e;
+  }
+  const newDir = (which: 'postfix' | 'postern', user: string): string => path.join(which === 'postfix' ? pfBase : server.config.mailBase, user, 'new');
+  return {
+    pfPort: pfPort!,
+    ptPort: server.config.port,
+    pf,
+    server,
+    newDir,
+    async both(user) {
+      const [pfName] = await delivered(newDir('postfix', user), 1);
+      const [ptName] = await delivered(newDir('postern', user), 1);
+      return {
+        postfix: fs.readFileSync(path.join(newDir('postfix', user), pfName!), 'utf8'),
+        postern: fs.readFileSync(path.join(newDir('postern', user), ptName!), 'utf8'),
+        names: [pfName!, ptName!],
+      };
+    },
+    async stop() {
       pf.stop();
       await server.stop();
+    },
+  };
+}
+
+describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
+  it('virtual: the delivered Maildir file has the same added headers and body as Postfix virtual(8) writes, one copy per recipient', async () => {
+    const p = await startBoth();
+    try {
+      await Promise.all([send(p.pfPort, ['u0@example.test', 'u1@example.test']), send(p.ptPort, ['u0@example.test', 'u1@example.test'])]);
+      for (const u of ['u0', 'u1']) {
+        const m = await p.both(u);
+        assert.match(m.names[0], MAILDIR_NAME);
+        assert.match(m.names[1], MAILDIR_NAME);
+        assert.equal(normalize(m.postern), normalize(m.postfix));
+      }
+      await sleep(500);
+      assert.equal(fs.readdirSync(p.newDir('postern', 'u0')).length, 1, 'one copy');
+    } finally {
+      await p.stop();
     }
   });
 
@@ -116,207 +156,79 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
     ['', ' SMTPUTF8 BODY=8BITMIME'],
     ['smtputf8_enable = no', ''],
   ] as const) {
-  it(`bounce: the non-delivery notification for an error: transport is the RFC 3464 report Postfix sends${extra === '' && mailParams === '' ? '' : ` (${(extra + mailParams).trim()})`}`, async () => {
-    const acct = runAccount();
-    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
-    dirs.push(pfBase);
-    fs.chmodSync(pfBase, 0o755);
-    chownTree(pfBase, acct);
-    // Accepted at RCPT (smtpd would reject an error: transport recipient as unlisted), bounced by qmgr.
-    const transport = `transport_maps = inline:{ { u1@example.test = error:5.1.1 mailbox is gone } }\nsmtpd_reject_unlisted_recipient = no\n${extra}`;
-    const [pfPort] = await freePorts(1);
-    const pf = await startPostfix({
-      services: [{ port: pfPort! }],
-      mainCf: [
-        'virtual_transport = virtual',
-        'virtual_mailbox_domains = example.test',
-        `virtual_mailbox_base = ${pfBase}`,
-        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
-        `virtual_uid_maps = static:${acct.uid}`,
-        `virtual_gid_maps = static:${acct.gid}`,
-        'virtual_minimum_uid = 1',
-        transport,
-      ].join('\n'),
+    it(`bounce: the non-delivery notification for an error: transport is the RFC 3464 report Postfix sends${extra === '' && mailParams === '' ? '' : ` (${(extra + mailParams).trim()})`}`, async () => {
+      // Accepted at RCPT (smtpd would reject an error: transport recipient as unlisted), bounced by qmgr.
+      const p = await startBoth(['transport_maps = inline:{ { u1@example.test = error:5.1.1 mailbox is gone } }', 'smtpd_reject_unlisted_recipient = no', extra]);
+      try {
+        await Promise.all([send(p.pfPort, ['u1@example.test'], mailParams), send(p.ptPort, ['u1@example.test'], mailParams)]);
+        const m = await p.both('sender');
+        assert.equal(bounceNormalize(m.postern), bounceNormalize(m.postfix));
+      } finally {
+        await p.stop();
+      }
     });
-    const dir = makeTestDir('postern-bounce-sbs-');
-    dirs.push(dir);
-    const server = new Server(await writeConfig(dir, { users: 2, mainCf: transport }));
-    try {
-      await server.ready();
-      await Promise.all([send(pfPort!, ['u1@example.test'], mailParams), send(server.config.port, ['u1@example.test'], mailParams)]);
-      const [pfName] = await delivered(path.join(pfBase, 'sender', 'new'), 1);
-      const [ptName] = await delivered(path.join(server.config.mailBase, 'sender', 'new'), 1);
-      const pfText = fs.readFileSync(path.join(pfBase, 'sender', 'new', pfName!), 'utf8');
-      const ptText = fs.readFileSync(path.join(server.config.mailBase, 'sender', 'new', ptName!), 'utf8');
-      assert.equal(bounceNormalize(ptText), bounceNormalize(pfText));
-    } finally {
-      pf.stop();
-      await server.stop();
-    }
-  });
   }
 
   it('bounce: a success notification (NOTIFY=SUCCESS, ORCPT, ENVID, RET=HDRS) is the report Postfix sends', async () => {
-    const acct = runAccount();
-    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
-    dirs.push(pfBase);
-    fs.chmodSync(pfBase, 0o755);
-    chownTree(pfBase, acct);
-    const [pfPort] = await freePorts(1);
-    const pf = await startPostfix({
-      services: [{ port: pfPort! }],
-      mainCf: [
-        'virtual_transport = virtual',
-        'virtual_mailbox_domains = example.test',
-        `virtual_mailbox_base = ${pfBase}`,
-        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
-        `virtual_uid_maps = static:${acct.uid}`,
-        `virtual_gid_maps = static:${acct.gid}`,
-        'virtual_minimum_uid = 1',
-      ].join('\n'),
-    });
-    const dir = makeTestDir('postern-success-sbs-');
-    dirs.push(dir);
-    const server = new Server(await writeConfig(dir, { users: 2 }));
+    const p = await startBoth();
     try {
-      await server.ready();
       const args = [' RET=HDRS ENVID=env+2Did-7', ' NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alias+40example.test'] as const;
-      await Promise.all([send(pfPort!, ['u0@example.test'], ...args), send(server.config.port, ['u0@example.test'], ...args)]);
-      await delivered(path.join(pfBase, 'u0', 'new'), 1);
-      await delivered(path.join(server.config.mailBase, 'u0', 'new'), 1);
-      const [pfName] = await delivered(path.join(pfBase, 'sender', 'new'), 1);
-      const [ptName] = await delivered(path.join(server.config.mailBase, 'sender', 'new'), 1);
-      const pfText = fs.readFileSync(path.join(pfBase, 'sender', 'new', pfName!), 'utf8');
-      const ptText = fs.readFileSync(path.join(server.config.mailBase, 'sender', 'new', ptName!), 'utf8');
-      assert.match(ptText, /\nAction: delivered\n/);
-      assert.equal(bounceNormalize(ptText), bounceNormalize(pfText));
+      await Promise.all([send(p.pfPort, ['u0@example.test'], ...args), send(p.ptPort, ['u0@example.test'], ...args)]);
+      await p.both('u0');
+      const m = await p.both('sender');
+      assert.match(m.postern, /\nAction: delivered\n/);
+      assert.equal(bounceNormalize(m.postern), bounceNormalize(m.postfix));
     } finally {
-      pf.stop();
-      await server.stop();
+      await p.stop();
     }
   });
 
   it('bounce: a delay notice (delay_warning_time) for deferred mail is the report Postfix sends', async () => {
-    const acct = runAccount();
-    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
-    dirs.push(pfBase);
-    fs.chmodSync(pfBase, 0o755);
-    chownTree(pfBase, acct);
     // u1 is deferred by the retry transport; the notice goes out at the first retry after 1 s.
-    const common = [
+    const p = await startBoth([
       'transport_maps = inline:{ { u1@example.test = retry:4.2.0 mailbox busy } }',
       'smtpd_reject_unlisted_recipient = no',
       'delay_warning_time = 1s',
       'queue_run_delay = 1s',
       'minimal_backoff_time = 1s',
       'maximal_backoff_time = 2s',
-    ];
-    const [pfPort] = await freePorts(1);
-    const pf = await startPostfix({
-      services: [{ port: pfPort! }],
-      mainCf: [
-        'virtual_transport = virtual',
-        'virtual_mailbox_domains = example.test',
-        `virtual_mailbox_base = ${pfBase}`,
-        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
-        `virtual_uid_maps = static:${acct.uid}`,
-        `virtual_gid_maps = static:${acct.gid}`,
-        'virtual_minimum_uid = 1',
-        ...common,
-      ].join('\n'),
-    });
-    const dir = makeTestDir('postern-delay-sbs-');
-    dirs.push(dir);
-    const server = new Server(await writeConfig(dir, { users: 2, mainCf: common.join('\n') }));
+    ]);
     try {
-      await server.ready();
-      await Promise.all([send(pfPort!, ['u1@example.test']), send(server.config.port, ['u1@example.test'])]);
-      const [pfName] = await delivered(path.join(pfBase, 'sender', 'new'), 1);
-      const [ptName] = await delivered(path.join(server.config.mailBase, 'sender', 'new'), 1);
-      const pfText = fs.readFileSync(path.join(pfBase, 'sender', 'new', pfName!), 'utf8');
-      const ptText = fs.readFileSync(path.join(server.config.mailBase, 'sender', 'new', ptName!), 'utf8');
-      assert.match(ptText, /\nAction: delayed\n/);
-      assert.equal(bounceNormalize(ptText), bounceNormalize(pfText));
+      await Promise.all([send(p.pfPort, ['u1@example.test']), send(p.ptPort, ['u1@example.test'])]);
+      const m = await p.both('sender');
+      assert.match(m.postern, /\nAction: delayed\n/);
+      assert.equal(bounceNormalize(m.postern), bounceNormalize(m.postfix));
     } finally {
-      pf.stop();
-      await server.stop();
+      await p.stop();
     }
   });
 
   it('sendmail: a local submission without headers is delivered with the headers Postfix adds (Received from userid, Message-Id, Date, From, To)', async () => {
-    const acct = runAccount();
-    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
-    dirs.push(pfBase);
-    fs.chmodSync(pfBase, 0o755);
-    chownTree(pfBase, acct);
-    const [pfPort] = await freePorts(1);
-    const pf = await startPostfix({
-      services: [{ port: pfPort! }],
-      mainCf: [
-        'virtual_transport = virtual',
-        'virtual_mailbox_domains = example.test',
-        `virtual_mailbox_base = ${pfBase}`,
-        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/ }',
-        `virtual_uid_maps = static:${acct.uid}`,
-        `virtual_gid_maps = static:${acct.gid}`,
-        'virtual_minimum_uid = 1',
-      ].join('\n'),
-    });
-    const dir = makeTestDir('postern-sendmail-sbs-');
-    dirs.push(dir);
-    const server = new Server(await writeConfig(dir, { users: 2 }));
+    const p = await startBoth();
     try {
-      await server.ready();
       const body = 'Subject: from sendmail\n\nhello from the command line\n';
       const args = ['-f', SENDER, '-F', 'Local Sender', 'u0@example.test'];
-      const pr = pf.run('sendmail', args, body);
+      const pr = p.pf.run('sendmail', args, body);
       assert.equal(pr.status, 0, pr.stderr);
-      const r = spawnSync(process.execPath, [BIN, 'sendmail', ...args], { input: body, encoding: 'utf8', env: { ...process.env, MAIL_CONFIG: dir } });
+      const r = spawnSync(process.execPath, [BIN, 'sendmail', ...args], { input: body, encoding: 'utf8', env: { ...process.env, MAIL_CONFIG: p.server.config.dir } });
       assert.equal(r.status, 0, r.stderr);
-      const [pfName] = await delivered(path.join(pfBase, 'u0', 'new'), 1);
-      const [ptName] = await delivered(path.join(server.config.mailBase, 'u0', 'new'), 1);
-      const pfText = fs.readFileSync(path.join(pfBase, 'u0', 'new', pfName!), 'utf8');
-      const ptText = fs.readFileSync(path.join(server.config.mailBase, 'u0', 'new', ptName!), 'utf8');
-      assert.equal(bounceNormalize(ptText), bounceNormalize(pfText));
+      const m = await p.both('u0');
+      assert.equal(bounceNormalize(m.postern), bounceNormalize(m.postfix));
     } finally {
-      pf.stop();
-      await server.stop();
+      await p.stop();
     }
   });
 
   it('virtual_alias_maps: recursive expansion, a catch-all and a self-reference give the same deliveries and bounces, with the same to=/orig_to=', async () => {
-    const acct = runAccount();
-    const pfBase = fs.mkdtempSync(path.join(os.tmpdir(), 'postern-pfmail-'));
-    dirs.push(pfBase);
-    fs.chmodSync(pfBase, 0o755);
-    chownTree(pfBase, acct);
-    const aliases = [
+    const p = await startBoth([
       'virtual_alias_domains = alias.example',
       // list -> u0 and team; team -> u1 and itself (kept once, as virtual(5) says, then bounced as a
       // user unknown in the alias domain); @alias.example is the catch-all.
       'virtual_alias_maps = inline:{ { list@alias.example = u0@example.test, team@alias.example }, { team@alias.example = u1@example.test, team@alias.example }, { @alias.example = u0@example.test } }',
-    ];
-    const [pfPort] = await freePorts(1);
-    const pf = await startPostfix({
-      services: [{ port: pfPort! }],
-      mainCf: [
-        'virtual_transport = virtual',
-        'virtual_mailbox_domains = example.test',
-        `virtual_mailbox_base = ${pfBase}`,
-        'virtual_mailbox_maps = inline:{ u0@example.test=u0/, u1@example.test=u1/, sender@example.test=sender/, team@alias.example=team/ }',
-        `virtual_uid_maps = static:${acct.uid}`,
-        `virtual_gid_maps = static:${acct.gid}`,
-        'virtual_minimum_uid = 1',
-        ...aliases,
-      ].join('\n'),
-    });
-    const dir = makeTestDir('postern-alias-sbs-');
-    dirs.push(dir);
-    const server = new Server(await writeConfig(dir, { users: 2, mainCf: aliases.join('\n') }));
+    ]);
     try {
-      await server.ready();
       const rcpts = ['list@alias.example', 'other@alias.example'];
-      await Promise.all([send(pfPort!, rcpts), send(server.config.port, rcpts)]);
+      await Promise.all([send(p.pfPort, rcpts), send(p.ptPort, rcpts)]);
       const deliveries = async (lines: () => string[]): Promise<string[]> => {
         const until = Date.now() + 20_000;
         for (;;) {
@@ -331,13 +243,13 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
           await sleep(100);
         }
       };
-      const theirs = await deliveries(() => pf.log());
-      const mine = await deliveries(() => (fs.existsSync(server.config.logFile) ? fs.readFileSync(server.config.logFile, 'utf8').split('\n') : []));
+      const logFile = p.server.config.logFile;
+      const theirs = await deliveries(() => p.pf.log());
+      const mine = await deliveries(() => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n') : []));
       assert.ok(theirs.length >= 3, theirs.join('\n'));
       assert.deepEqual(mine, theirs);
     } finally {
-      pf.stop();
-      await server.stop();
+      await p.stop();
     }
   });
 });

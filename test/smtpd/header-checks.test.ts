@@ -140,4 +140,20 @@ describe('cleanup: header_checks side by side with Postfix 3.7', { skip }, () =>
     assert.equal(r1, '550 5.7.1 bad body');
     assert.equal(r2, r1);
   });
+
+  it('cleanup: a header_checks table that cannot be opened defers every message (451), as with Postfix', async () => {
+    const [port] = await freePorts(1);
+    const mainCf = 'header_checks = regexp:/nonexistent/postern-header-checks';
+    const pf2 = await startPostfix({ services: [{ port: port! }], mainCf });
+    const pt2 = await startPostern({ mainCf, ipv6: false });
+    try {
+      const [a, b] = await Promise.all([send(pt2.port4, 'anything'), send(port!, 'anything')]);
+      assert.equal(a, '451 4.3.0 Error: queue file write error');
+      assert.equal(b, a);
+      await pt2.waitFor(/header_checks map lookup problem -- message not accepted, try again later/);
+    } finally {
+      pf2.stop();
+      await pt2.stop();
+    }
+  });
 });
