@@ -58,11 +58,15 @@ async function delivered(dir: string, n: number): Promise<string[]> {
   }
 }
 
-/** Queue ids and dates differ between the two servers and runs. */
+/**
+ * Queue ids and dates differ between the two servers and runs. A date may stand on its own folded
+ * line of Received:, and Postfix 3.7 pads days 1-9 with a space ("Sun,  6 Dec") where Postern, as
+ * later Postfix releases (mail_date.c, TWO_DIGIT_DAY_IN_DATE_TIME), writes "06".
+ */
 const normalize = (text: string): string =>
   text
     .replace(/ id [0-9A-F]{6,}\b/g, ' id QID')
-    .replace(/; [A-Z][a-z]{2}, +\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \([A-Z]+\)/g, '; DATE');
+    .replace(/(;\s+)[A-Z][a-z]{2}, +\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \([A-Z]+\)/g, '$1DATE');
 
 /** Postfix's Maildir name: seconds.VdevIinodeMmicroseconds.host (maildir.c). */
 const MAILDIR_NAME = /^\d+\.V[0-9a-f]+I[0-9a-f]+M\d+\.[^/]+$/;
@@ -239,14 +243,15 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
               return `${m[1]} orig_to=${m[2] ?? ''} ${m[3]} ${m[4]}`;
             })
             .sort();
-          if (d.length >= 3 || Date.now() > until) return d;
+          // Four deliveries of the aliases and the bounce of team@ delivered to the sender.
+          if (d.length >= 5 || Date.now() > until) return d;
           await sleep(100);
         }
       };
       const logFile = p.server.config.logFile;
       const theirs = await deliveries(() => p.pf.log());
       const mine = await deliveries(() => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n') : []));
-      assert.ok(theirs.length >= 3, theirs.join('\n'));
+      assert.ok(theirs.length >= 5, theirs.join('\n'));
       assert.deepEqual(mine, theirs);
     } finally {
       await p.stop();
