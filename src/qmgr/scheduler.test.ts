@@ -1,4 +1,5 @@
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -137,6 +138,36 @@ async function exists(p: string): Promise<boolean> {
     () => false,
   );
 }
+
+/** Polls `cond` every 5 ms until it holds; fails after `ms`. */
+async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Deliveries that wait until released: one at a time (`releaseOne`) or all from now on (`open`). */
+class Gate {
+  private readonly held: (() => void)[] = [];
+  private opened = false;
+  readonly answer: Answer = () => (this.opened ? { dsn: '2.0.0' } : new Promise((resolve) => this.held.push(() => resolve({ dsn: '2.0.0' }))));
+  get waiting(): number {
+    return this.held.length;
+  }
+  releaseOne(): void {
+    this.held.shift()?.();
+  }
+  open(): void {
+    this.opened = true;
+    for (const f of this.held.splice(0)) f();
+  }
+}
+
+const queueIds = async (q: string, queue: string): Promise<string[]> => (await fsp.readdir(path.join(q, queue))).sort();
 
 describe('qmgr: delivery', () => {
   test('qmgr: picks up a committed message at once (no polling delay) and logs Postfix lines (golden)', async () => {
@@ -445,28 +476,51 @@ describe('qmgr: delivery', () => {
       await m.stop();
     }
   });
+});
 
-  test('qmgr: the active window (qmgr_message_active_limit) is respected and refilled', async () => {
-    const s = await setup('qmgr_message_active_limit = 2\n');
-    const agent = new FakeAgent(async () => {
-      await new Promise((r) => setTimeout(r, 5));
-      return { dsn: '2.0.0' };
+describe('qmgr: limits, backoff and lifetimes', () => {
+  test('qmgr: qmgr_message_active_limit: of 7 messages queued before start exactly 3 are active while deliveries block; each finished one lets exactly one more in', async () => {
+    const s = await setup('qmgr_message_active_limit = 3\n');
+    await (await s.start({})).stop();
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) ids.push(await s.submit([`u${i}@mx.example.test`]));
+    assert.equal((await queueIds(s.q, 'incoming')).length, 7);
+    const gate = new Gate();
+    let maxActive = 0;
+    const agent = new FakeAgent((r, req) => {
+      maxActive = Math.max(maxActive, fs.readdirSync(path.join(s.q, 'active')).length);
+      return gate.answer(r, req);
     });
     const m = await s.start({ local: agent });
-    let maxActive = 0;
-    const timer = setInterval(() => {
-      maxActive = Math.max(maxActive, m.activeCount);
-    }, 1);
     try {
-      const ids: string[] = [];
-      for (let i = 0; i < 10; i++) ids.push(await s.submit([`u${i}@mx.example.test`]));
+      await until(() => agent.requests.length === 3, '3 deliveries');
+      await m.scan(false);
+      await sleep(50);
+      assert.equal(agent.requests.length, 3, 'no fourth message activated while 3 are active');
+      assert.equal(m.activeCount, 3);
+      assert.deepEqual(await queueIds(s.q, 'active'), agent.requests.map((r) => r.queueId).sort());
+      assert.equal((await queueIds(s.q, 'incoming')).length, 4);
+      for (let k = 1; k <= 4; k++) {
+        gate.releaseOne();
+        await until(() => agent.requests.length === 3 + k, `delivery ${3 + k}`);
+        await sleep(20);
+        assert.equal(agent.requests.length, 3 + k, 'one finished message lets one more in');
+        assert.equal((await queueIds(s.q, 'active')).length, 3);
+        assert.equal((await queueIds(s.q, 'incoming')).length, 4 - k);
+      }
+      gate.open();
       for (const id of ids) await s.waitFor(new RegExp(`${id}: removed`));
-      assert.ok(maxActive <= 2, `active ${maxActive}`);
+      await m.idle();
+      assert.deepEqual(agent.requests.map((r) => r.queueId).sort(), [...ids].sort(), 'each message delivered once');
+      assert.deepEqual(await queueIds(s.q, 'active'), []);
+      assert.deepEqual(await queueIds(s.q, 'incoming'), []);
+      assert.ok(maxActive <= 3, `active/ held ${maxActive}`);
     } finally {
-      clearInterval(timer);
+      gate.open();
       await m.stop();
     }
   });
+
 });
 
 describe('qmgr: trigger endpoint', () => {
