@@ -521,6 +521,72 @@ describe('qmgr: limits, backoff and lifetimes', () => {
     }
   });
 
+  test('qmgr: default_destination_recipient_limit splits a message to one destination into requests of at most that many recipients (no transport setting)', async () => {
+    const s = await setup('default_destination_recipient_limit = 3\ntransport_maps = inline:{ {custom.example = custom:} }\n');
+    const smtp = new FakeAgent(() => ({ dsn: '2.0.0', reason: '250 ok' }), 'x[192.0.2.1]:25');
+    const custom = new FakeAgent(ok, 'custom');
+    const m = await s.start({ smtp, custom });
+    const rcpts = (d: string, n: number): string[] => Array.from({ length: n }, (_, i) => `r${i}@${d}`);
+    try {
+      const a = await s.submit(rcpts('far.example', 7));
+      const b = await s.submit(rcpts('custom.example', 7));
+      await s.waitFor(new RegExp(`${a}: removed`));
+      await s.waitFor(new RegExp(`${b}: removed`));
+      // smtp_destination_recipient_limit defaults to $default_destination_recipient_limit; a
+      // transport without a parameter of its own (custom) takes the default directly.
+      for (const [agent, d] of [[smtp, 'far.example'], [custom, 'custom.example']] as const) {
+        const r = rcpts(d, 7);
+        assert.deepEqual(
+          agent.requests.map((x) => x.recipients.map((y) => y.address)),
+          [r.slice(0, 3), r.slice(3, 6), r.slice(6)],
+        );
+      }
+    } finally {
+      await m.stop();
+    }
+    // Unset, the limit is Postfix's default 50.
+    const d = await setup();
+    const agent = new FakeAgent(() => ({ dsn: '2.0.0', reason: '250 ok' }), 'x[192.0.2.1]:25');
+    const m2 = await d.start({ smtp: agent });
+    try {
+      const id = await d.submit(rcpts('far.example', 51));
+      await d.waitFor(new RegExp(`${id}: removed`));
+      assert.deepEqual(agent.requests.map((x) => x.recipients.length), [50, 1]);
+    } finally {
+      await m2.stop();
+    }
+  });
+
+  test('qmgr: default_destination_concurrency_limit caps deliveries in flight to one destination when the transport has no limit of its own', async () => {
+    const s = await setup('default_destination_concurrency_limit = 2\ntransport_maps = inline:{ {custom.example = custom:} }\n');
+    const gate = new Gate();
+    const smtp = new FakeAgent(gate.answer, 'x[192.0.2.1]:25');
+    const custom = new FakeAgent(gate.answer, 'custom');
+    const m = await s.start({ smtp, custom });
+    try {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push(await s.submit([`u${i}@one.example`]));
+      for (let i = 0; i < 5; i++) ids.push(await s.submit([`u${i}@custom.example`]));
+      ids.push(await s.submit(['u@two.example']));
+      await until(() => m.activeCount === ids.length, 'all messages active');
+      await until(() => gate.waiting === 5, '5 deliveries waiting');
+      await sleep(50);
+      assert.equal(smtp.inflight.get('one.example'), 2, 'smtp: 2 of 5 in flight to one.example');
+      assert.equal(smtp.inflight.get('two.example'), 1, 'another destination is not held back');
+      assert.equal(custom.inflight.get('custom.example'), 2, 'custom: 2 of 5 in flight');
+      assert.equal(gate.waiting, 5);
+      gate.open();
+      for (const id of ids) await s.waitFor(new RegExp(`${id}: removed`));
+      assert.equal(smtp.requests.length, 6);
+      assert.equal(custom.requests.length, 5);
+      assert.equal(smtp.maxInflight.get('one.example'), 2);
+      assert.equal(custom.maxInflight.get('custom.example'), 2);
+    } finally {
+      gate.open();
+      await m.stop();
+    }
+  });
+
 });
 
 describe('qmgr: trigger endpoint', () => {
