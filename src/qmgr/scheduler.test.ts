@@ -587,6 +587,66 @@ describe('qmgr: limits, backoff and lifetimes', () => {
     }
   });
 
+  test('qmgr: the next try (file mtime) is the time in queue, never below minimal_backoff_time nor beyond maximal_backoff_time', async () => {
+    // setup(): minimal_backoff_time = 300s, maximal_backoff_time = 4000s.
+    const s = await setup('maximal_queue_lifetime = 100d\n');
+    const agent = new FakeAgent(() => ({ dsn: '4.4.1', reason: 'no route' }));
+    const m = await s.start({ local: agent });
+    try {
+      const id = await s.submit(['bob@mx.example.test']);
+      const deferred = queueFilePath(s.q, 'deferred', id);
+      await s.waitFor(/status=deferred/);
+      await m.idle();
+      assert.ok(Math.abs((await fsp.stat(deferred)).mtimeMs - (T0 + 300_000)) < 50, 'first try: minimal_backoff_time');
+      // [seconds in queue, expected backoff]: each retry is forced by a flush at that age.
+      const table: [number, number][] = [
+        [100, 300],
+        [299, 300],
+        [1000, 1000],
+        [3999, 3999],
+        [4000, 4000],
+        [4001, 4000],
+        [86_400, 4000],
+        [50 * 86_400, 4000],
+      ];
+      for (const [age, want] of table) {
+        const now = T0 + age * 1000 + 500;
+        s.clock.t = now;
+        await m.flush();
+        await m.idle();
+        const ahead = ((await fsp.stat(deferred)).mtimeMs - now) / 1000;
+        assert.ok(Math.abs(ahead - want) < 0.05, `age ${age}s: next try ${ahead}s ahead, want ${want}s`);
+      }
+      assert.equal(agent.requests.length, table.length + 1);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: maximal_backoff_time below minimal_backoff_time: minimal_backoff_time wins, as in Postfix', async () => {
+    const s = await setup('minimal_backoff_time = 600s\nmaximal_backoff_time = 300s\n');
+    const agent = new FakeAgent(() => ({ dsn: '4.4.1', reason: 'no route' }));
+    const m = await s.start({ local: agent });
+    try {
+      const id = await s.submit(['bob@mx.example.test']);
+      const deferred = queueFilePath(s.q, 'deferred', id);
+      await s.waitFor(/status=deferred/);
+      await m.idle();
+      for (const age of [0, 1000, 86_400]) {
+        const now = T0 + age * 1000 + 500;
+        if (age > 0) {
+          s.clock.t = now;
+          await m.flush();
+          await m.idle();
+        }
+        const ahead = ((await fsp.stat(deferred)).mtimeMs - (age > 0 ? now : T0)) / 1000;
+        assert.ok(Math.abs(ahead - 600) < 1, `age ${age}s: next try ${ahead}s ahead, want 600s`);
+      }
+    } finally {
+      await m.stop();
+    }
+  });
+
 });
 
 describe('qmgr: trigger endpoint', () => {

@@ -781,7 +781,9 @@ export class Qmgr {
       }
       // qmgr_active_done_3_generic(): back off by the time in queue, within the limits.
       const inQueue = Math.floor((now - env.arrivalTime) / 1000);
-      const delay = Math.min(Math.max(inQueue, this.params.minimal_backoff_time), this.params.maximal_backoff_time);
+      // Cut to the maximum first, then raised to the minimum: when maximal_backoff_time is set
+      // below minimal_backoff_time, the minimum wins (as in Postfix).
+      const delay = Math.max(Math.min(inQueue, this.params.maximal_backoff_time), this.params.minimal_backoff_time);
       // The done records of this pass become durable before the file waits for its next try.
       await msg.state.sync().catch((err: unknown) => this.logger.warning(`${id}: update state log: ${strerror(err)}`));
       await msg.state.close().catch(() => undefined);
