@@ -647,6 +647,31 @@ describe('qmgr: limits, backoff and lifetimes', () => {
     }
   });
 
+  test('qmgr: queue_run_delay: the periodic scan retries a deferred message once its time has come, without a kick or flush', async () => {
+    const s = await setup('queue_run_delay = 1s\n');
+    let fail = true;
+    const agent = new FakeAgent(() => (fail ? { dsn: '4.4.1', reason: 'no route' } : { dsn: '2.0.0' }));
+    const m = await s.start({ local: agent });
+    try {
+      const id = await s.submit(['bob@mx.example.test']);
+      await s.waitFor(/status=deferred/);
+      await m.idle();
+      fail = false;
+      // Scans before the retry time (T0 + 300 s) leave it alone.
+      await sleep(1500);
+      assert.equal(agent.requests.length, 1, 'not retried before its time');
+      assert.equal(await exists(queueFilePath(s.q, 'deferred', id)), true);
+      s.clock.t = T0 + 301_000;
+      const t = Date.now();
+      await s.waitFor(new RegExp(`${id}: removed`), 4000);
+      const waited = Date.now() - t;
+      assert.ok(waited < 2500, `retried ${waited} ms after its time; queue_run_delay is 1 s`);
+      assert.equal(agent.requests.length, 2);
+    } finally {
+      await m.stop();
+    }
+  });
+
 });
 
 describe('qmgr: trigger endpoint', () => {
