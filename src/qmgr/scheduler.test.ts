@@ -672,6 +672,45 @@ describe('qmgr: limits, backoff and lifetimes', () => {
     }
   });
 
+  test('qmgr: bounce_queue_lifetime expires a deferred bounce (null sender) with status=expired and no bounce of the bounce; other mail keeps maximal_queue_lifetime', async () => {
+    for (const classes of [null, '2bounce']) {
+      const s = await setup(`maximal_queue_lifetime = 5d\nbounce_queue_lifetime = 1d\n2bounce_notice_recipient = admin@mx.example.test\n${classes !== null ? `notify_classes = ${classes}\n` : ''}`);
+      await (await s.start({})).stop();
+      s.clock.t = T0 - 2 * 86400_000;
+      const bounce = await s.submit(['bob@mx.example.test'], { sender: '' });
+      const normal = await s.submit(['carol@mx.example.test']);
+      s.clock.t = T0;
+      const agent = new FakeAgent((r) => (r.address.startsWith('admin') ? { dsn: '2.0.0' } : { dsn: '4.2.2', reason: 'mailbox full' }));
+      const m = await s.start({ local: agent });
+      try {
+        await s.waitFor(new RegExp(`${bounce}: removed`));
+        await s.waitFor(new RegExp(`${normal}: to=.*status=deferred`));
+        await m.idle();
+        const t = s.texts();
+        const i = t.indexOf(`${bounce}: from=<>, status=expired, returned to sender`);
+        const d = t.findIndex((x) => new RegExp(`^${bounce}: to=<bob@mx\\.example\\.test>, .*status=deferred \\(mailbox full\\)$`).test(x));
+        assert.ok(d >= 0 && i > d, `tried once more, then expired\n${t.join('\n')}`);
+        assert.ok(!t.some((x) => x.startsWith(`${bounce}: sender non-delivery notification`)), 'never a bounce to <>');
+        assert.ok(!t.some((x) => x.startsWith(`${normal}: from=<alice@mx.example.test>, status=`)), 'mail from a sender: 2 days < maximal_queue_lifetime');
+        assert.equal(await exists(queueFilePath(s.q, 'deferred', normal)), true);
+        const pm = t.filter((x) => x.startsWith(`${bounce}: postmaster non-delivery notification: `));
+        if (classes === null) {
+          assert.deepEqual(pm, [], 'default notify_classes: the expired bounce is dropped');
+          assert.deepEqual(agent.requests.map((r) => r.queueId).sort(), [bounce, normal].sort(), 'no new message');
+        } else {
+          assert.equal(pm.length, 1, t.join('\n'));
+          const nid = pm[0]!.split(': ').pop()!;
+          await s.waitFor(new RegExp(`${nid}: removed`));
+          const req = agent.requests.find((r) => r.queueId === nid)!;
+          assert.equal(req.sender, 'double-bounce@mx.example.test');
+          assert.deepEqual(req.recipients.map((r) => r.address), ['admin@mx.example.test']);
+        }
+      } finally {
+        await m.stop();
+      }
+    }
+  });
+
 });
 
 describe('qmgr: trigger endpoint', () => {
