@@ -12,7 +12,7 @@
  * DeliveryStatus as Postfix's per-recipient line under the agent's name; keeps per-recipient
  * progress in the state log; then removes the file (`QID: removed`), or defers it (mtime = next
  * try, backoff = time in queue within minimal_backoff_time..maximal_backoff_time), returns it as
- * expired after maximal_queue_lifetime (bounce_queue_lifetime for mail from `<>`), sends one
+ * expired after maximal_queue_lifetime (bounce_queue_lifetime, at most that, for mail from `<>`), sends one
  * delay notice after delay_warning_time, and sends bounces/success notices through ../bounce.
  * Corrupt files go to corrupt/. hold/ is left alone. A trigger socket (./trigger.ts) lets
  * postqueue/sendmail/ETRN ask for a flush.

@@ -711,6 +711,23 @@ describe('qmgr: limits, backoff and lifetimes', () => {
     }
   });
 
+  test('qmgr: bounce_queue_lifetime above maximal_queue_lifetime is cut to it, with Postfix\'s warning', async () => {
+    const s = await setup('maximal_queue_lifetime = 1d\nbounce_queue_lifetime = 5d\n');
+    await (await s.start({})).stop();
+    s.clock.t = T0 - 2 * 86400_000;
+    const id = await s.submit(['bob@mx.example.test'], { sender: '' });
+    s.clock.t = T0;
+    const m = await s.start({ local: new FakeAgent(() => ({ dsn: '4.2.2', reason: 'mailbox full' })) });
+    try {
+      await s.waitFor(new RegExp(`${id}: removed`));
+      const t = s.texts();
+      assert.ok(t.includes('warning: bounce_queue_lifetime is larger than maximal_queue_lifetime - adjusting bounce_queue_lifetime'), t.join('\n'));
+      assert.ok(t.includes(`${id}: from=<>, status=expired, returned to sender`));
+    } finally {
+      await m.stop();
+    }
+  });
+
 });
 
 describe('qmgr: trigger endpoint', () => {

@@ -175,6 +175,7 @@ export class Qmgr {
     this.resolver = this.makeResolver(this.params);
     this.cleanup = opts.cleanup ?? new Cleanup({ queue_directory: this.qdir, params: this.params, log: this.log });
     this.bounce = new Bounce({ params: this.params, log: opts.log, cleanup: this.cleanup, clock: this.clock });
+    this.checkLifetimes();
   }
 
   private makeResolver(params: Params): Resolver {
@@ -756,7 +757,7 @@ export class Qmgr {
     }
     const now = this.clock();
     if (msg.deferred.length > 0 || failed) {
-      const lifetime = env.sender === '' ? this.params.bounce_queue_lifetime : this.params.maximal_queue_lifetime;
+      const lifetime = env.sender === '' ? this.bounceQueueLifetime() : this.params.maximal_queue_lifetime;
       const expired = msg.forceExpire || now >= env.arrivalTime + lifetime * 1000;
       if (expired && !failed) {
         this.logger.info(`${id}: from=<${env.sender}>, status=${msg.forceExpire ? 'force-expired' : 'expired'}, returned to sender`);
@@ -793,6 +794,18 @@ export class Qmgr {
       return;
     }
     await this.remove(msg);
+  }
+
+  /** bounce_queue_lifetime, at most maximal_queue_lifetime (qmgr_post_init()). */
+  private bounceQueueLifetime(): number {
+    return Math.min(this.params.bounce_queue_lifetime, this.params.maximal_queue_lifetime);
+  }
+
+  /** Postfix's start-up warning when bounce_queue_lifetime is cut to maximal_queue_lifetime. */
+  private checkLifetimes(): void {
+    if (this.params.bounce_queue_lifetime > this.params.maximal_queue_lifetime) {
+      this.logger.warning('bounce_queue_lifetime is larger than maximal_queue_lifetime - adjusting bounce_queue_lifetime');
+    }
   }
 
   /** After a notice is queued: `notified` plus `done` (failed) for the reported recipients, in one durable append. */
@@ -868,6 +881,7 @@ export class Qmgr {
     this.resolver = resolver;
     this.bounce = new Bounce({ params: config.params, log: this.log, cleanup: this.cleanup, clock: this.clock });
     this.limits.clear();
+    this.checkLifetimes();
     if (agents !== undefined) this.agents = agents;
     if (this.timer !== null) clearTimeout(this.timer);
     this.schedulePeriodic();
