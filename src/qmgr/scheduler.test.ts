@@ -728,6 +728,51 @@ describe('qmgr: limits, backoff and lifetimes', () => {
     }
   });
 
+  test('qmgr: a bounce that fails permanently goes to 2bounce_notice_recipient when notify_classes has 2bounce or bounce, else nowhere; a failed double bounce is discarded', async () => {
+    const cases: { classes: string | null; notice: boolean; adminFails?: boolean }[] = [
+      { classes: null, notice: false },
+      { classes: 'delay, resource, software', notice: false },
+      { classes: '2bounce', notice: true },
+      { classes: 'bounce', notice: true },
+      { classes: '2bounce', notice: true, adminFails: true },
+    ];
+    for (const c of cases) {
+      const name = `notify_classes=${c.classes ?? '(default)'}${c.adminFails === true ? ', double bounce fails' : ''}`;
+      const s = await setup(`2bounce_notice_recipient = admin@mx.example.test\nbounce_notice_recipient = pm@mx.example.test\n${c.classes !== null ? `notify_classes = ${c.classes}\n` : ''}`);
+      const agent = new FakeAgent((r) => (r.address.startsWith('nobody') || (c.adminFails === true && r.address.startsWith('admin')) ? { dsn: '5.1.1', reason: `unknown user: "${r.address.split('@')[0]}"` } : { dsn: '2.0.0' }));
+      const m = await s.start({ local: agent });
+      try {
+        const id = await s.submit(['nobody@mx.example.test'], { sender: '' });
+        await s.waitFor(new RegExp(`${id}: removed`));
+        await m.idle();
+        let t = s.texts();
+        assert.ok(t.some((x) => x.startsWith(`${id}: to=<nobody@mx.example.test>, `) && x.endsWith('status=bounced (unknown user: "nobody")')), name);
+        assert.ok(!t.some((x) => x.startsWith(`${id}: sender non-delivery notification`)), `${name}: never a bounce to <>`);
+        const pm = t.filter((x) => x.startsWith(`${id}: postmaster non-delivery notification: `));
+        if (!c.notice) {
+          assert.deepEqual(pm, [], name);
+          assert.deepEqual(agent.requests.map((r) => r.queueId), [id], `${name}: no new message`);
+          continue;
+        }
+        assert.equal(pm.length, 1, `${name}\n${t.join('\n')}`);
+        const nid = pm[0]!.split(': ').pop()!;
+        await s.waitFor(new RegExp(`${nid}: removed`));
+        await m.idle();
+        const reqs = agent.requests.filter((r) => r.queueId === nid);
+        assert.equal(reqs.length, 1, name);
+        assert.equal(reqs[0]!.sender, 'double-bounce@mx.example.test', name);
+        assert.deepEqual(reqs[0]!.recipients.map((r) => r.address), ['admin@mx.example.test'], `${name}: to 2bounce_notice_recipient, not bounce_notice_recipient`);
+        t = s.texts();
+        if (c.adminFails === true) {
+          assert.ok(t.includes(`warning: ${nid}: undeliverable postmaster notification discarded`), `${name}\n${t.join('\n')}`);
+          assert.ok(!t.some((x) => x.startsWith(`${nid}: `) && x.includes('notification: ')), `${name}: no triple bounce`);
+        }
+        assert.equal(agent.requests.length, 2, `${name}: the bounce and the double bounce only`);
+      } finally {
+        await m.stop();
+      }
+    }
+  });
 });
 
 describe('qmgr: trigger endpoint', () => {
