@@ -154,21 +154,39 @@ describe('bounce: non-delivery notification', () => {
     assert.ok(log.texts().includes(`${qf.envelope.queueId}: postmaster non-delivery notification: ${posted[1]!.queueId}`));
   });
 
-  test('bounce: no bounce for a bounce; double bounce to 2bounce_notice_recipient only with notify_classes 2bounce', async () => {
-    const quiet = setup();
-    const b1 = await queue(quiet.cleanup, ORIGINAL, { sender: '' });
-    assert.deepEqual(await quiet.bounce.notify('failure', b1, [rcpt()]), []);
-    const loud = setup('notify_classes = 2bounce\n2bounce_notice_recipient = admin@example.test\n');
-    const b2 = await queue(loud.cleanup, ORIGINAL, { sender: '' });
-    const posted = await loud.bounce.notify('failure', b2, [rcpt()]);
-    assert.equal(posted.length, 1);
-    const { qf, text } = await notice(loud.q, posted[0]!.queueId);
-    assert.equal(qf.envelope.sender, 'double-bounce@mx.example.test');
-    assert.deepEqual(qf.envelope.recipients.map((r) => r.address), ['admin@example.test']);
-    const r = parseReport(text);
-    assert.match(r.parts[1]!.body, /X-Postfix-Sender: rfc822; MAILER-DAEMON@mx\.example\.test\r\n/);
-    assert.equal(r.parts[2]!.headers.get('content-type'), 'message/rfc822');
+  test('bounce: no bounce for a bounce; double bounce to 2bounce_notice_recipient when notify_classes has 2bounce or bounce (Postfix ANY_BOUNCE), else none', async () => {
+    // bounce_notify_service.c: a failed single bounce goes to the postmaster when notify_classes
+    // has either class; with `bounce` it still goes to 2bounce_notice_recipient, not bounce_notice_recipient.
+    const recipients = '2bounce_notice_recipient = admin@example.test\nbounce_notice_recipient = pm@example.test\n';
+    const table: [string | null, boolean][] = [
+      [null, false],
+      ['delay, resource, software, policy, protocol', false],
+      ['2bounce', true],
+      ['bounce', true],
+      ['bounce, 2bounce', true],
+    ];
+    for (const [classes, sent] of table) {
+      const t = setup(`${recipients}${classes !== null ? `notify_classes = ${classes}\n` : ''}`);
+      const name = `notify_classes=${classes ?? '(default)'}`;
+      const b = await queue(t.cleanup, ORIGINAL, { sender: '' });
+      const posted = await t.bounce.notify('failure', b, [rcpt()]);
+      if (!sent) {
+        assert.deepEqual(posted, [], name);
+        assert.equal(t.log.texts().filter((x) => x.includes('notification')).length, 0, name);
+        continue;
+      }
+      assert.equal(posted.length, 1, `${name}: one double bounce, no second postmaster copy`);
+      assert.deepEqual({ to: posted[0]!.to, postmaster: posted[0]!.postmaster }, { to: 'admin@example.test', postmaster: true }, name);
+      const { qf, text } = await notice(t.q, posted[0]!.queueId);
+      assert.equal(qf.envelope.sender, 'double-bounce@mx.example.test', name);
+      assert.deepEqual(qf.envelope.recipients.map((r) => r.address), ['admin@example.test'], name);
+      assert.ok(t.log.texts().includes(`${b.envelope.queueId}: postmaster non-delivery notification: ${posted[0]!.queueId}`), name);
+      const r = parseReport(text);
+      assert.match(r.parts[1]!.body, /X-Postfix-Sender: rfc822; MAILER-DAEMON@mx\.example\.test\r\n/, name);
+      assert.equal(r.parts[2]!.headers.get('content-type'), 'message/rfc822', `${name}: the full message (DSN_RET_FULL)`);
+    }
     // A notice about mail from double-bounce is dropped with Postfix's warning.
+    const loud = setup('notify_classes = 2bounce\n');
     const b3 = await queue(loud.cleanup, ORIGINAL, { sender: 'double-bounce@mx.example.test' });
     assert.deepEqual(await loud.bounce.notify('failure', b3, [rcpt()]), []);
     assert.ok(loud.log.texts().includes(`warning: ${b3.envelope.queueId}: undeliverable postmaster notification discarded`));
