@@ -24,6 +24,7 @@
 import type * as net from 'node:net';
 import type { Config, MasterService } from '../config/types.js';
 import type { Log } from '../log/index.js';
+import type { RootRead } from '../tls/pem.js';
 
 /** Which listener accepted a connection. */
 export interface Listener {
@@ -53,6 +54,11 @@ export interface DaemonContext {
   readonly service: MasterService;
   /** The process log; a daemon makes its loggers with `log.logger(name, { syslog_name: service.params.syslog_name })`. */
   readonly log: Log;
+  /**
+   * Set once the master runs as mail_owner after starting as root: reads a TLS file of the
+   * configuration that this process may no longer open (./root-reader.ts).
+   */
+  readonly rootRead?: RootRead;
 }
 
 export type DaemonFactory = (ctx: DaemonContext) => Promise<Daemon>;

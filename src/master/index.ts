@@ -22,6 +22,7 @@ import type { Daemon, DaemonContext, DaemonFactory, Listener } from './daemon.js
 import { DAEMONS, type DaemonLoader } from './daemons.js';
 import { addressKey, BindError, bind, describe, LISTEN_BACKLOG, type ListenAddress, serviceAddresses } from './listen.js';
 import { type Account, checkMailOwner, dropPrivileges, runningAsRoot } from './privileges.js';
+import { RootReader } from './root-reader.js';
 
 export type { Daemon, DaemonContext, DaemonFactory, Listener } from './daemon.js';
 
@@ -102,6 +103,22 @@ function closingDaemon(): Daemon {
   };
 }
 
+/**
+ * maillog_file opened by root at start: after the drop, SIGHUP reopens it (logrotate) as mail_owner,
+ * which must then be able to write it. Postfix's postlogd stays root for that; Postern's one process
+ * does not, so the file becomes mail_owner's (a logrotate `create` line should name that user too).
+ * Only a regular file still owned by root is changed; /dev/stdout and the like are left alone.
+ */
+function handLogFileTo(file: string, owner: Account): void {
+  if (file === '' || !file.startsWith('/')) return;
+  try {
+    const st = fs.statSync(file);
+    if (st.isFile() && st.uid === 0) fs.chownSync(file, owner.uid, owner.gid);
+  } catch {
+    // not there (logging elsewhere): nothing to hand over
+  }
+}
+
 export class Master {
   #config: Config;
   readonly #log: Log;
@@ -111,6 +128,8 @@ export class Master {
   readonly #services = new Map<string, ServiceState>();
   readonly #sockets = new Set<net.Socket>();
   #owner: Account | null = null;
+  /** Started before the privilege drop; reads root-only TLS files on reload. */
+  #rootReader: RootReader | null = null;
   #queue: Promise<unknown> = Promise.resolve();
   #stopping: Promise<void> | null = null;
   /** False until every daemon runs and privileges are dropped; connections wait in #early. */
@@ -159,6 +178,8 @@ export class Master {
     const drop = this.#opts.dropPrivileges ?? runningAsRoot();
     // Postfix checks mail_owner before anything else (mail_params.c).
     if (drop) this.#owner = checkMailOwner(config.params.mail_owner, config.mainCfPath);
+    // While still root: the child that keeps root's read access to the configured TLS files.
+    if (this.#owner !== null) this.#rootReader = RootReader.start(config.configDir);
     const plan: { service: MasterService; addrs: ListenAddress[] }[] = [];
     for (const service of config.services) plan.push({ service, addrs: await serviceAddresses(service, config) });
     // inet daemons start as root (they read root-only TLS keys, as Postfix's smtpd does before it
@@ -173,6 +194,7 @@ export class Master {
     }
     if (this.#owner !== null) {
       await this.#opts.beforeDrop?.(this.#owner);
+      handLogFileTo(config.params.maillog_file, this.#owner);
       dropPrivileges(this.#owner);
     }
     for (const { service } of plan) {
@@ -196,7 +218,7 @@ export class Master {
       daemon = closingDaemon();
       implemented = false;
     } else {
-      const ctx: DaemonContext = { config, service, log: this.#log };
+      const ctx: DaemonContext = { config, service, log: this.#log, ...(this.#rootReader !== null ? { rootRead: this.#rootReader.read } : {}) };
       try {
         const factory: DaemonFactory = await loader();
         daemon = await factory(ctx);
@@ -465,5 +487,7 @@ export class Master {
     for (const s of this.#sockets) s.destroy();
     this.#sockets.clear();
     await Promise.all(closed);
+    this.#rootReader?.close();
+    this.#rootReader = null;
   }
 }

@@ -45,6 +45,7 @@ import type { Config, MasterService, Params } from '../config/types.js';
 import { type Logger, nextSessionId } from '../log/index.js';
 import type { Daemon, DaemonContext, DaemonFactory, Listener } from '../master/daemon.js';
 import { triggerQmgr } from '../queue/trigger.js';
+import type { SmtpdTls } from '../tls/index.js';
 import { Anvil } from './anvil.js';
 import { lookupPeer, peerAddress, type Resolver, systemResolver } from './peer.js';
 import { buildService, type ServiceContext, type SmtpdHooks } from './service.js';
@@ -121,7 +122,15 @@ export class Smtpd implements Daemon {
     return d;
   }
 
-  private static build(ctx: DaemonContext, opts: SmtpdOptions, params: Params, logger: Logger, anvil: Anvil, reuse?: ServiceContext): Promise<ServiceContext> {
+  private static build(
+    ctx: DaemonContext,
+    opts: SmtpdOptions,
+    params: Params,
+    logger: Logger,
+    anvil: Anvil,
+    reuse?: ServiceContext,
+    previousTls?: SmtpdTls | null,
+  ): Promise<ServiceContext> {
     return buildService({
       params,
       serviceName: ctx.service.name,
@@ -136,7 +145,9 @@ export class Smtpd implements Daemon {
         return v === undefined ? undefined : expandValue(v, ctx.config.settings);
       },
       ...(opts.cleanupOptions ? { cleanupOptions: opts.cleanupOptions } : {}),
+      ...(ctx.rootRead ? { rootRead: ctx.rootRead } : {}),
       ...(reuse ? { tls: reuse.tls, cleanup: reuse.cleanup } : {}),
+      ...(previousTls ? { previousTls } : {}),
     });
   }
 
@@ -215,7 +226,7 @@ export class Smtpd implements Daemon {
   async reload(config: Config, service: MasterService): Promise<void> {
     const ctx: DaemonContext = { ...this.ctx, config, service };
     const logger = this.ctx.log.logger('smtpd', { syslog_name: service.params.syslog_name });
-    const svc = await Smtpd.build(ctx, this.opts, service.params, logger, this.anvil);
+    const svc = await Smtpd.build(ctx, this.opts, service.params, logger, this.anvil, undefined, this.normal.tls);
     this.config = config;
     this.service = service;
     this.retired.push(this.normal);

@@ -13,7 +13,7 @@ import { MECHANISMS } from '../sasl/index.js';
 import { PosternError } from '../errors.js';
 import type { Params } from '../config/types.js';
 import type { Log, Logger } from '../log/index.js';
-import { receivedTlsLines, SmtpdTls, type SmtpdTlsLevel, smtpdTlsLevel, type TlsSession } from '../tls/index.js';
+import { type RootRead, receivedTlsLines, SmtpdTls, type SmtpdTlsLevel, smtpdTlsLevel, type TlsSession } from '../tls/index.js';
 import { AddressResolver, DomainList } from './address-class.js';
 import { type Anvil, clientKey } from './anvil.js';
 import type { Resolver } from './peer.js';
@@ -132,6 +132,14 @@ export interface BuildOptions {
   readonly hooks: SmtpdHooks;
   /** Reuse a TLS engine (reload keeps it and reloads its files). */
   readonly tls?: SmtpdTls | null;
+  /**
+   * SIGHUP: the engine in use until now. Should the new settings' certificates fail to load, it
+   * stays in use (with a warning) instead of TLS going away: a mail server that stops offering
+   * STARTTLS because a renewal left a bad file would send its peers to plaintext.
+   */
+  readonly previousTls?: SmtpdTls | null;
+  /** Reads TLS files this process may no longer open after the privilege drop (../master/root-reader.ts). */
+  readonly rootRead?: RootRead;
   readonly cleanup?: Cleanup;
   /** Settings outside the registry (restriction classes), expanded. */
   readonly setting?: (name: string) => string | undefined;
@@ -150,11 +158,16 @@ export async function buildService(o: BuildOptions): Promise<ServiceContext> {
   let tls: SmtpdTls | null = o.tls ?? null;
   if (tls === null && (tlsLevel !== 'none' || tlsWrapper)) {
     try {
-      tls = await SmtpdTls.create(p, o.logger);
+      tls = await SmtpdTls.create(p, o.logger, o.rootRead ? { rootRead: o.rootRead } : {});
     } catch (e) {
-      // As Postfix: TLS is then unavailable (454 / wrappermode connections dropped), the service runs.
-      o.logger.warning(`cannot initialize the server-side TLS engine: ${(e as Error).message}`);
-      tls = null;
+      if (o.previousTls?.available) {
+        o.logger.warning(`cannot initialize the server-side TLS engine: ${(e as Error).message}; keeping the previous TLS settings`);
+        tls = o.previousTls;
+      } else {
+        // As Postfix: TLS is then unavailable (454 / wrappermode connections dropped), the service runs.
+        o.logger.warning(`cannot initialize the server-side TLS engine: ${(e as Error).message}`);
+        tls = null;
+      }
     }
   }
   const cleanup = o.cleanup ?? new Cleanup({ queue_directory: p.queue_directory, params: p, log: o.log, ...(o.cleanupOptions ?? {}) });

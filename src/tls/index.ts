@@ -34,7 +34,7 @@ export {
   TLS_LOG_VERBOSE,
   tlsLogMask,
 } from './log-level.js';
-export { type KeyChain, pemBlocks, readCaFile, readCaPath, readCertKey, readChainFiles } from './pem.js';
+export { type KeyChain, pemBlocks, type RootRead, readCaFile, readCaPath, readCertKey, readChainFiles } from './pem.js';
 export { type ProtocolRange, protocolRange } from './protocols.js';
 export {
   logTlsError,

@@ -3,6 +3,9 @@
  * cert/key files, `*_tls_chain_files`, SNI chain files) and trust anchors (CAfile, CApath).
  * Errors are ConfigError(path, 0, what): `/etc/x/fullchain.pem: cannot read: No such file or
  * directory`.
+ *
+ * A process that has dropped root may be given a RootRead (the master's root reader): a file it
+ * may not open itself (EACCES/EPERM, a root-only Let's Encrypt key on reload) is then asked of it.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -36,10 +39,27 @@ export function pemBlocks(text: string): PemBlock[] {
 const isKey = (label: string): boolean => /(^|\s)PRIVATE KEY$/.test(label);
 const isCert = (label: string): boolean => label === 'CERTIFICATE' || label === 'TRUSTED CERTIFICATE' || label === 'X509 CERTIFICATE';
 
-export async function readPem(file: string): Promise<PemBlock[]> {
+/** Reads a file with root's rights (../master/root-reader.ts); rejects with an Error carrying `code`. */
+export type RootRead = (file: string) => Promise<Buffer>;
+
+async function readText(file: string, rootRead: RootRead | undefined): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (rootRead === undefined || (code !== 'EACCES' && code !== 'EPERM')) throw err;
+    try {
+      return (await rootRead(file)).toString('utf8');
+    } catch (rootErr) {
+      throw new Error(`${strerror(err)} (as root: ${(rootErr as Error).message})`);
+    }
+  }
+}
+
+export async function readPem(file: string, rootRead?: RootRead): Promise<PemBlock[]> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = await readText(file, rootRead);
   } catch (err) {
     throw new ConfigError(file, 0, `cannot read: ${strerror(err)}`);
   }
@@ -57,11 +77,11 @@ function checkKey(b: PemBlock, file: string): void {
  * leaf and its intermediates (Let's Encrypt fullchain.pem), served as the chain; the key file may
  * be the same file.
  */
-export async function readCertKey(certFile: string, keyFile: string): Promise<KeyChain> {
-  const certBlocks = await readPem(certFile);
+export async function readCertKey(certFile: string, keyFile: string, rootRead?: RootRead): Promise<KeyChain> {
+  const certBlocks = await readPem(certFile, rootRead);
   const certs = certBlocks.filter((b) => isCert(b.label)).map((b) => b.text);
   if (certs.length === 0) throw new ConfigError(certFile, 0, 'no certificate found (expected a PEM "BEGIN CERTIFICATE" block)');
-  const keyBlocks = keyFile === certFile ? certBlocks : await readPem(keyFile);
+  const keyBlocks = keyFile === certFile ? certBlocks : await readPem(keyFile, rootRead);
   const key = keyBlocks.find((b) => isKey(b.label));
   if (!key) throw new ConfigError(keyFile, 0, 'no private key found (expected a PEM "BEGIN PRIVATE KEY" block)');
   checkKey(key, keyFile);
@@ -73,7 +93,7 @@ export async function readCertKey(certFile: string, keyFile: string): Promise<Ke
  * cert2, [chain2], ...` (postconf(5) smtpd_tls_chain_files); a key may be in the file before its
  * certificates.
  */
-export async function readChainFiles(files: readonly string[]): Promise<KeyChain[]> {
+export async function readChainFiles(files: readonly string[], rootRead?: RootRead): Promise<KeyChain[]> {
   const out: KeyChain[] = [];
   let cur: { key: string; keyFile: string; certs: string[]; certFile: string } | null = null;
   const finish = (): void => {
@@ -83,7 +103,7 @@ export async function readChainFiles(files: readonly string[]): Promise<KeyChain
     cur = null;
   };
   for (const file of files) {
-    for (const b of await readPem(file)) {
+    for (const b of await readPem(file, rootRead)) {
       if (isKey(b.label)) {
         checkKey(b, file);
         finish();
@@ -101,8 +121,8 @@ export async function readChainFiles(files: readonly string[]): Promise<KeyChain
 }
 
 /** Every certificate in a CAfile. */
-export async function readCaFile(file: string): Promise<string[]> {
-  const certs = (await readPem(file)).filter((b) => isCert(b.label)).map((b) => b.text);
+export async function readCaFile(file: string, rootRead?: RootRead): Promise<string[]> {
+  const certs = (await readPem(file, rootRead)).filter((b) => isCert(b.label)).map((b) => b.text);
   if (certs.length === 0) throw new ConfigError(file, 0, 'no CA certificate found');
   return certs;
 }

@@ -24,7 +24,7 @@ import { cipherBits, cipherList, type SmtpdCipherParams, smtpdCipherPolicy } fro
 import { type ClientHello, groupKeyExchange, negotiatedGroup, readClientHello, type ServerGroups, serverGroups } from './client-hello.js';
 import { type SmtpdLevelParams, type SmtpdTlsLevel, smtpdTlsLevel } from './level.js';
 import { TLS_LOG_CACHE, TLS_LOG_PEERCERT, TLS_LOG_SUMMARY, TLS_LOG_UNTRUSTED, TLS_LOG_VERBOSE, tlsLogMask } from './log-level.js';
-import { type KeyChain, readCaFile, readCaPath, readCertKey, readChainFiles } from './pem.js';
+import { type KeyChain, type RootRead, readCaFile, readCaPath, readCertKey, readChainFiles } from './pem.js';
 import { type ProtocolRange, protocolRange } from './protocols.js';
 import { type ReceivedTlsFacts, type TlsKeyExchange, type TlsSignature, tlsSummaryLine } from './summary.js';
 
@@ -112,6 +112,11 @@ export interface SmtpdTlsOptions {
   readonly watch?: boolean;
   /** Quiet time after the last file event before reloading (default 1000 ms). */
   readonly debounceMs?: number;
+  /**
+   * After the master dropped root: reads the files this process may no longer open (a root-only
+   * privkey.pem), so a reload still sees a renewed certificate (../master/root-reader.ts).
+   */
+  readonly rootRead?: RootRead;
 }
 
 const SSL_OP_NO_RENEGOTIATION = crypto.constants.SSL_OP_NO_RENEGOTIATION ?? 0x40000000;
@@ -238,7 +243,7 @@ export class SmtpdTls {
   private async baseOptions(): Promise<tls.SecureContextOptions> {
     const p = this.params;
     const ca: string[] = [];
-    if (p.smtpd_tls_CAfile !== '') ca.push(...(await readCaFile(p.smtpd_tls_CAfile)));
+    if (p.smtpd_tls_CAfile !== '') ca.push(...(await readCaFile(p.smtpd_tls_CAfile, this.opts.rootRead)));
     if (p.smtpd_tls_CApath !== '') ca.push(...(await readCaPath(p.smtpd_tls_CApath)));
     // tls_append_default_CA = no (Postfix's default): only the configured CAs. An empty array keeps
     // Node from loading its bundled root store.
@@ -264,8 +269,9 @@ export class SmtpdTls {
     const p = this.params;
     const base = await this.baseOptions();
     let pairs: KeyChain[];
-    if (this.chainFiles.length > 0) pairs = await readChainFiles(this.chainFiles);
-    else pairs = await Promise.all(this.certPairs.map(([c, k]) => readCertKey(c, k)));
+    const rootRead = this.opts.rootRead;
+    if (this.chainFiles.length > 0) pairs = await readChainFiles(this.chainFiles, rootRead);
+    else pairs = await Promise.all(this.certPairs.map(([c, k]) => readCertKey(c, k, rootRead)));
     for (const pair of pairs) checkPair(pair);
     let context: tls.SecureContext;
     try {
