@@ -18,7 +18,7 @@ import type { Params } from '../config/types.js';
 import type { Logger } from '../log/index.js';
 import { LineReader } from '../io/line-reader.js';
 import { parseMailFrom, parseRcptTo } from '../proto/smtp/address.js';
-import { type BareNewlinePolicy, bareLfReply, DataReader } from '../proto/smtp/data-reader.js';
+import { type BareNewlinePolicy, bareLfReply, bareNewlineAction, DataReader } from '../proto/smtp/data-reader.js';
 import { type MailParams, parseMailParams, parseRcptParams } from '../proto/smtp/esmtp-params.js';
 import {
   AUTH_CONTINUE,
@@ -159,6 +159,8 @@ export class Session implements CheckSubject {
   private discard = new Set<EhloKeyword>();
   private anvilKey: string | null = null;
   private closed = false;
+  /** Postfix's session notes (smtpd_forbid_bare_newline = note), logged as ` notes=...` on disconnect. */
+  private notedBareLf = false;
   /** SASL state, made at the first AUTH (Postfix keeps one per session with the dovecot driver). */
   private sasl: SaslServer | null = null;
 
@@ -402,10 +404,14 @@ export class Session implements CheckSubject {
       if (line.truncated) {
         this.log.warning(`${this.peer.namaddr}: request longer than ${p.line_length_limit}: ${printable(line.bytes.subarray(0, 30).toString('latin1'))}...`);
       }
-      if (line.bareLf && this.rejectBareLf()) {
-        this.log.info(Policy.whatsup(this.subject(), 'reject', 'bare <LF> received'));
-        await this.reply(bareLfReply(p.smtpd_forbid_bare_newline_reject_code, p.myhostname));
-        return;
+      if (line.bareLf) {
+        const action = this.bareLfAction();
+        if (action === 'reject') {
+          this.log.info(Policy.whatsup(this.subject(), 'reject', 'bare <LF> received'));
+          await this.reply(bareLfReply(p.smtpd_forbid_bare_newline_reject_code, p.myhostname));
+          return;
+        }
+        if (action === 'note') this.notedBareLf = true;
       }
       let bytes = line.bytes;
       const nul = bytes.indexOf(0);
@@ -486,9 +492,24 @@ export class Session implements CheckSubject {
     }
   }
 
-  /** smtpd_forbid_bare_newline = reject (Postfix 3.9), except smtpd_forbid_bare_newline_exclusions. */
-  private rejectBareLf(): boolean {
-    return (this.params.smtpd_forbid_bare_newline as string) === 'reject' && !this.svc.bareLfExclusions.matches(this.peer.addr);
+  /**
+   * What a bare-LF line does to this session (Postfix 3.9 smtpd.c bare_lf_mask): `reject` (reply
+   * and log "bare <LF> received"), `note` (the disconnect line ends in ` notes=bare_lf`), or
+   * nothing (normalize, yes, no, and every client in smtpd_forbid_bare_newline_exclusions, for which
+   * Postfix turns detection off).
+   */
+  private bareLfAction(): 'reject' | 'note' | null {
+    const action = bareNewlineAction(this.params.smtpd_forbid_bare_newline as BareNewlinePolicy);
+    if (action === 'accept' || this.svc.bareLfExclusions.matches(this.peer.addr)) return null;
+    return action;
+  }
+
+  /** Content with a bare LF: true when it must be rejected; notes it under `note`. */
+  private contentBareLf(dr: DataReader): boolean {
+    if (!dr.bareLf) return false;
+    const action = this.bareLfAction();
+    if (action === 'note') this.notedBareLf = true;
+    return action === 'reject';
   }
 
   private bareLfPolicy(): BareNewlinePolicy {
@@ -521,7 +542,8 @@ export class Session implements CheckSubject {
       s.once('close', () => clearTimeout(t));
     }
     if (s !== this.raw && !this.raw.destroyed) this.raw.once('close', () => {});
-    this.log.info(`disconnect from ${this.peer.namaddr}${this.stats.format()}`);
+    // Postfix 3.9 smtpd_format_cmd_stats(): aggregated notes after the counts.
+    this.log.info(`disconnect from ${this.peer.namaddr}${this.stats.format()}${this.notedBareLf ? ' notes=bare_lf' : ''}`);
   }
 
   /** Drop the connection now (drain deadline). */
@@ -1088,7 +1110,7 @@ export class Session implements CheckSubject {
       }
     }
     this.where = WHERE_EOM;
-    const bareLf = dr.bareLf && this.rejectBareLf();
+    const bareLf = this.contentBareLf(dr);
     return this.finishMessage(error, bareLf, false);
   }
 
@@ -1289,7 +1311,7 @@ export class Session implements CheckSubject {
       left -= chunk.length;
       await take(dr.push(chunk).content);
     }
-    const bareLf = dr.bareLf && this.rejectBareLf();
+    const bareLf = this.contentBareLf(dr);
     if (last) {
       // A message that does not end in a line end gets one (Postfix stores whole lines).
       await take(dr.end());

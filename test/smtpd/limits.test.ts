@@ -356,6 +356,93 @@ describe('smtpd: limits and bad input', () => {
     });
   });
 
+  it('smtpd: smtpd_forbid_bare_newline = note (Postfix 3.9): bare-LF lines are accepted as CRLF and the disconnect line ends in notes=bare_lf', async () => {
+    await withPostern({ mainCf: 'smtpd_forbid_bare_newline = note\nsmtpd_forbid_bare_newline_exclusions =' }, async (pt) => {
+      /** One session; returns its disconnect line (the text after "]: ") and the queue id it got. */
+      const session = async (script: (c: SmtpClient) => Promise<string | null>): Promise<{ disconnect: string; qid: string | null }> => {
+        const before = pt.lines().length;
+        const c = await greet(pt.port4);
+        const qid = await script(c);
+        assert.equal(await c.cmd('QUIT'), '221 2.0.0 Bye');
+        await c.waitClosed();
+        for (let i = 0; i < 100; i++) {
+          const d = texts(pt.lines().slice(before)).find((l) => l.startsWith('disconnect from '));
+          if (d !== undefined) return { disconnect: d, qid };
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        throw new Error(`no disconnect line:\n${pt.lines().join('\n')}`);
+      };
+      const data = async (c: SmtpClient, content: string): Promise<string> => {
+        assert.equal(await c.cmd('MAIL FROM:<a@client.example.test>'), '250 2.1.0 Ok');
+        assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), '250 2.1.5 Ok');
+        assert.equal(await c.cmd('DATA'), '354 End data with <CR><LF>.<CR><LF>');
+        const r = await c.cmd(content);
+        const m = /^250 2\.0\.0 Ok: queued as (\w+)$/.exec(r);
+        assert.ok(m, r);
+        return m[1]!;
+      };
+      // Message content with a bare LF: accepted (not 550), stored with CRLF, noted.
+      const a = await session(async (c) => {
+        await c.cmd('EHLO client.example.test');
+        return data(c, 'Subject: x\r\n\r\nbare\nline\r\n.');
+      });
+      assert.equal(a.disconnect, 'disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5 notes=bare_lf');
+      assert.match((await pt.message(a.qid!)).content, /\r\n\r\nbare\r\nline\r\n$/);
+      // A command ending in a bare LF: answered as usual (not 550 and disconnect), noted.
+      const b = await session(async (c) => {
+        c.write('EHLO client.example.test\n');
+        assert.match(await c.read(), /^250-mx\.example\.test\n/);
+        assert.equal(await c.cmd('NOOP'), '250 2.0.0 Ok');
+        return null;
+      });
+      assert.equal(b.disconnect, 'disconnect from unknown[127.0.0.1] ehlo=1 noop=1 quit=1 commands=3 notes=bare_lf');
+      // BDAT content with a bare LF.
+      const d = await session(async (c) => {
+        await c.cmd('EHLO client.example.test');
+        await c.cmd('MAIL FROM:<a@client.example.test>');
+        await c.cmd('RCPT TO:<bob@mx.example.test>');
+        const chunk = 'Subject: x\r\n\r\nbare\nline\r\n';
+        assert.match(await c.cmd(`BDAT ${chunk.length} LAST\r\n${chunk}`.replace(/\r\n$/, '')), /^250 2\.0\.0 Ok: \d+ bytes queued as \w+$/);
+        return null;
+      });
+      assert.equal(d.disconnect, 'disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1 bdat=1 quit=1 commands=5 notes=bare_lf');
+      // Only CRLF: no note.
+      const e = await session(async (c) => {
+        await c.cmd('EHLO client.example.test');
+        return data(c, 'Subject: x\r\n\r\nclean\r\n.');
+      });
+      assert.equal(e.disconnect, 'disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5');
+      assert.ok(!pt.lines().some((l) => l.includes('bare <LF> received')), pt.lines().join('\n'));
+    });
+  });
+
+  it('smtpd: notes=bare_lf is logged only with smtpd_forbid_bare_newline = note, and never for smtpd_forbid_bare_newline_exclusions', async () => {
+    const run = async (mainCf: string): Promise<string> => {
+      let line = '';
+      await withPostern({ mainCf }, async (pt) => {
+        const c = await greet(pt.port4);
+        c.write('EHLO client.example.test\n');
+        await c.read();
+        await c.cmd('MAIL FROM:<a@client.example.test>');
+        await c.cmd('RCPT TO:<bob@mx.example.test>');
+        await c.cmd('DATA');
+        assert.match(await c.cmd('Subject: x\r\n\r\nbare\nline\r\n.'), /^250 2\.0\.0 Ok: queued as /);
+        await c.cmd('QUIT');
+        await c.waitClosed();
+        line = texts([await pt.waitFor(/disconnect from/)])[0]!;
+      });
+      return line;
+    };
+    const plain = 'disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5';
+    // normalize (the 3.9 default) and its alias yes: normalized, not noted.
+    assert.equal(await run('smtpd_forbid_bare_newline_exclusions ='), plain);
+    assert.equal(await run('smtpd_forbid_bare_newline = yes\nsmtpd_forbid_bare_newline_exclusions ='), plain);
+    // note, but the client is in the default exclusions ($mynetworks = 127.0.0.0/8): Postfix turns detection off.
+    assert.equal(await run('smtpd_forbid_bare_newline = note'), plain);
+    // The control: the same conversation is noted when the client is not excluded.
+    assert.equal(await run('smtpd_forbid_bare_newline = note\nsmtpd_forbid_bare_newline_exclusions = 192.0.2.0/24'), `${plain} notes=bare_lf`);
+  });
+
   it('smtpd: warn_if_reject logs reject_warning and lets the mail through', async () => {
     await withPostern({ mainCf: 'smtpd_helo_restrictions = warn_if_reject reject_non_fqdn_helo_hostname' }, async (pt) => {
       const c = await greet(pt.port4);
