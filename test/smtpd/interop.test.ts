@@ -120,30 +120,51 @@ describe('smtpd: interop with real peers', () => {
     }
   });
 
-  it('smtpd: pflogsumm counts received messages and rejects', { skip: noPflogsumm }, async () => {
-    const c = await SmtpClient.connect(pt.port4);
-    await c.read();
-    await c.cmd('EHLO client.example.test');
-    await c.cmd('MAIL FROM:<alice@client.example.test>');
-    await c.cmd('RCPT TO:<bob@mx.example.test>');
-    await c.cmd('DATA');
-    await c.cmd('Subject: count me\r\n\r\nx\r\n.');
-    await c.cmd('QUIT');
-    await pt.waitFor(/disconnect from .* data=1 quit=1 commands=5$/);
+  it('smtpd: pflogsumm counts exactly the messages received and the recipients rejected', { skip: noPflogsumm }, async () => {
+    // A Postern of its own, so the log holds only this test's sessions and the counts are known.
+    const own = await startPostern({ mainCf: 'mynetworks = 192.0.2.0/24\nsmtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination' });
     const dir = mkdtempSync(path.join(os.tmpdir(), 'postern-pfls-'));
     try {
+      const RECEIVED = 3;
+      const REJECTED = 2;
+      const c = await SmtpClient.connect(own.port4);
+      await c.read();
+      await c.cmd('EHLO client.example.test');
+      const queued: string[] = [];
+      for (let i = 0; i < RECEIVED; i++) {
+        assert.equal(await c.cmd('MAIL FROM:<alice@client.example.test>'), '250 2.1.0 Ok');
+        assert.equal(await c.cmd(`RCPT TO:<bob${i}@mx.example.test>`), '250 2.1.5 Ok');
+        // The first rejection inside a transaction that has a queue id ("QID: reject: RCPT ...").
+        if (i === 0) assert.equal(await c.cmd('RCPT TO:<carol@other.test>'), '554 5.7.1 <carol@other.test>: Relay access denied');
+        assert.equal(await c.cmd('DATA'), '354 End data with <CR><LF>.<CR><LF>');
+        const m = /^250 2\.0\.0 Ok: queued as (\w+)$/.exec(await c.cmd(`Subject: count me ${i}\r\n\r\nx\r\n.`));
+        assert.ok(m);
+        queued.push(m[1]!);
+      }
+      // The second one before any queue file ("NOQUEUE: reject: RCPT ...").
+      assert.equal(await c.cmd('MAIL FROM:<alice@client.example.test>'), '250 2.1.0 Ok');
+      assert.equal(await c.cmd('RCPT TO:<dave@other.test>'), '554 5.7.1 <dave@other.test>: Relay access denied');
+      assert.equal(await c.cmd('QUIT'), '221 2.0.0 Bye');
+      await c.waitClosed();
+      await own.waitFor(/disconnect from /);
+      const lines = own.lines();
+      assert.ok(lines.some((l) => new RegExp(`: ${queued[0]}: reject: RCPT from unknown\\[127\\.0\\.0\\.1\\]: 554 5\\.7\\.1 <carol@other\\.test>`).test(l)), lines.join('\n'));
+      assert.ok(lines.some((l) => /: NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: 554 5\.7\.1 <dave@other\.test>/.test(l)), lines.join('\n'));
       const file = path.join(dir, 'maillog');
-      const lines = pt.lines();
       writeFileSync(file, `${lines.join('\n')}\n`);
       // No "-d today": pflogsumm matches it as "Dec  6", but maillog_file lines (Postfix 3.7's as
       // Postern's) read "Dec 06" (msg_logger.c strftime "%b %d"); the file holds only this test's lines.
       const r = await runPeer('pflogsumm', ['--detail', '0', '--no_no_msg_size', file]);
-      const received = lines.filter((l) => /\/smtpd\[\d+\]: \w+: client=/.test(l)).length;
-      const rejected = lines.filter((l) => /\/smtpd\[\d+\]: \w+: reject: /.test(l)).length;
-      assert.match(r.out, new RegExp(`^\\s*${received}\\s+received$`, 'm'), r.out);
-      assert.match(r.out, new RegExp(`^\\s*${rejected}\\s+rejected `, 'm'), r.out);
+      const count = (what: string): number => {
+        const m = new RegExp(`^\\s*(\\d+)\\s+${what}\\b`, 'm').exec(r.out);
+        assert.ok(m, `no "${what}" count:\n${r.out}`);
+        return Number(m[1]);
+      };
+      assert.equal(count('received'), RECEIVED, r.out);
+      assert.equal(count('rejected'), REJECTED, r.out);
     } finally {
       rmSync(dir, { recursive: true, force: true });
+      await own.stop();
     }
   });
 });
