@@ -86,11 +86,35 @@ describe('smtpd: interop with real peers', () => {
   });
 
   it('smtpd: openssl s_client -starttls smtp: TLSv1.2 works, TLSv1.1 is refused (smtpd_tls_protocols = >=TLSv1.2)', { skip: noOpenssl }, async () => {
-    const ok = await runPeer('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${pt.port4}`, '-tls1_2', '-servername', 'mx.example.test'], 'QUIT\r\n');
+    const sClient = (port: number, args: readonly string[]): Promise<{ status: number | null; out: string }> =>
+      runPeer('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${port}`, '-servername', 'mx.example.test', ...args], 'QUIT\r\n');
+    const tls11 = ['-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0'];
+    // Control: this openssl, with these arguments, can make a TLSv1.1 handshake with Postern when
+    // the server allows it (the default smtpd_tls_protocols = >=TLSv1). So the refusal below is the
+    // server's, not "no protocols available" on the client side.
+    const open = await startPostern({
+      mainCf: ['smtpd_tls_security_level = may', `smtpd_tls_cert_file = ${pki.file('fullchain.pem')}`, `smtpd_tls_key_file = ${pki.file('srv.key')}`, 'smtpd_tls_loglevel = 1'].join('\n'),
+    });
+    try {
+      const ctl = await sClient(open.port4, tls11);
+      assert.match(ctl.out, /Protocol *: TLSv1\.1/, ctl.out);
+      assert.doesNotMatch(ctl.out, /Cipher is \(NONE\)|no protocols available/, ctl.out);
+      await open.waitFor(/Anonymous TLS connection established from unknown\[127\.0\.0\.1\]: TLSv1\.1 with cipher /);
+    } finally {
+      await open.stop();
+    }
+    const ok = await sClient(pt.port4, ['-tls1_2']);
     assert.match(ok.out, /Protocol *: TLSv1\.2/);
-    const bad = await runPeer('openssl', ['s_client', '-starttls', 'smtp', '-connect', `127.0.0.1:${pt.port4}`, '-tls1_1', '-cipher', 'DEFAULT:@SECLEVEL=0'], 'QUIT\r\n');
-    assert.match(bad.out, /Cipher is \(NONE\)/);
-    assert.match(bad.out, /alert protocol version|no protocols available|unsupported protocol/i);
+    const before = pt.lines().length;
+    const bad = await sClient(pt.port4, tls11);
+    assert.match(bad.out, /Cipher is \(NONE\)/, bad.out);
+    assert.doesNotMatch(bad.out, /no protocols available/, bad.out);
+    assert.match(bad.out, /alert protocol version|unsupported protocol/i, bad.out);
+    // The server saw the attempt and failed it.
+    for (let i = 0; i < 150 && !pt.lines().slice(before).some((l) => /: disconnect from /.test(l)); i++) await new Promise((r) => setTimeout(r, 20));
+    const since = pt.lines().slice(before).join('\n');
+    assert.match(since, /SSL_accept error from unknown\[127\.0\.0\.1\]/, since);
+    assert.match(since, /lost connection after STARTTLS from unknown\[127\.0\.0\.1\]/, since);
   });
 
   it('smtpd: fail2ban-regex with the postfix filter matches the reject lines', { skip: noFail2ban }, async () => {
