@@ -1,5 +1,6 @@
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
+import * as tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { smtpdCounters } from '../../src/smtpd/index.js';
 import { type StartedPostern, startPostern } from '../harness/postern.js';
@@ -241,6 +242,104 @@ describe('smtpd: TLS required (encrypt) and wrappermode', { skip }, () => {
     } finally {
       await pt.stop();
     }
+  });
+});
+
+describe('smtpd: the mandatory TLS settings apply at encrypt and in wrappermode', { skip }, () => {
+  let pki: Pki;
+  before(() => {
+    pki = makePki();
+  });
+  after(() => pki?.remove());
+
+  type Mode = 'may' | 'encrypt' | 'wrapper';
+  const TLS12_AES256: tls.ConnectionOptions = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES256-GCM-SHA384' };
+  const TLS12_AES128: tls.ConnectionOptions = { minVersion: 'TLSv1.2', maxVersion: 'TLSv1.2', ciphers: 'ECDHE-RSA-AES128-GCM-SHA256' };
+  const TLS13: tls.ConnectionOptions = { minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' };
+
+  /**
+   * One handshake with a Postern configured by `cf` in `mode` (may or encrypt with STARTTLS, or
+   * wrappermode with smtpd_tls_security_level = may, which wrappermode overrides): "TLSv1.2
+   * ECDHE-RSA-AES128-GCM-SHA256" after a working EHLO, or "refused: <the server's TLS library
+   * reason>" when the server failed the handshake.
+   */
+  async function handshake(mode: Mode, cf: string, client: tls.ConnectionOptions): Promise<string> {
+    const mainCf = [`smtpd_tls_cert_file = ${pki.file('fullchain.pem')}`, `smtpd_tls_key_file = ${pki.file('srv.key')}`, `smtpd_tls_security_level = ${mode === 'encrypt' ? 'encrypt' : 'may'}`, cf].join('\n');
+    const pt = await startPostern({ mainCf, ...(mode === 'wrapper' ? { overrides: { smtpd_tls_wrappermode: 'yes' } } : {}) });
+    try {
+      let sock: tls.TLSSocket;
+      let c: SmtpClient | null = null;
+      try {
+        if (mode === 'wrapper') {
+          sock = tls.connect({ port: pt.port4, host: '127.0.0.1', rejectUnauthorized: false, servername: 'mx.example.test', ...client });
+          await new Promise<void>((resolve, reject) => {
+            sock.once('secureConnect', () => resolve());
+            sock.once('error', reject);
+          });
+        } else {
+          c = await SmtpClient.connect(pt.port4);
+          await c.read();
+          await c.cmd('EHLO client.example.test');
+          assert.equal(await c.cmd('STARTTLS'), '220 2.0.0 Ready to start TLS');
+          sock = await c.startTls(client);
+        }
+      } catch {
+        c?.close();
+        await pt.waitFor(/disconnect from/);
+        const why = pt.lines().find((l) => /warning: TLS library problem: /.test(l));
+        assert.ok(pt.lines().some((l) => /SSL_accept error from unknown\[127\.0\.0\.1\]/.test(l)), pt.lines().join('\n'));
+        return `refused: ${/TLS library problem: error:[0-9A-F]+:SSL routines::([^:]*)/.exec(why ?? '')?.[1] ?? '?'}`;
+      }
+      const got = `${sock.getProtocol()} ${sock.getCipher().name}`;
+      if (c !== null) {
+        assert.match(await c.cmd('EHLO client.example.test'), /^250-mx\.example\.test\n/);
+        assert.equal(await c.cmd('QUIT'), '221 2.0.0 Bye');
+        c.close();
+      } else {
+        sock.end('QUIT\r\n');
+      }
+      await pt.waitFor(/disconnect from/);
+      return got;
+    } finally {
+      await pt.stop();
+    }
+  }
+
+  it('smtpd: smtpd_tls_mandatory_protocols = >=TLSv1.3 refuses a TLSv1.2 client at encrypt and in wrappermode; at may smtpd_tls_protocols applies', async () => {
+    const cf = 'smtpd_tls_mandatory_protocols = >=TLSv1.3';
+    assert.equal(await handshake('encrypt', cf, TLS12_AES128), 'refused: unsupported protocol');
+    assert.equal(await handshake('wrapper', cf, TLS12_AES128), 'refused: unsupported protocol');
+    assert.equal(await handshake('may', cf, TLS12_AES128), 'TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256');
+    assert.match(await handshake('encrypt', cf, TLS13), /^TLSv1\.3 TLS_/);
+    // And the other way round: at encrypt and in wrappermode smtpd_tls_protocols is not the one used.
+    const plain = 'smtpd_tls_protocols = >=TLSv1.3';
+    assert.equal(await handshake('may', plain, TLS12_AES128), 'refused: unsupported protocol');
+    assert.equal(await handshake('encrypt', plain, TLS12_AES128), 'TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256');
+    assert.equal(await handshake('wrapper', plain, TLS12_AES128), 'TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256');
+  });
+
+  it('smtpd: smtpd_tls_mandatory_ciphers picks the cipher grade at encrypt and in wrappermode; at may smtpd_tls_ciphers does', async () => {
+    // The high grade allows only AES128-GCM here; medium (both defaults) allows AES256-GCM too.
+    const high = 'tls_high_cipherlist = ECDHE-RSA-AES128-GCM-SHA256';
+    const cf = `${high}\nsmtpd_tls_mandatory_ciphers = high`;
+    assert.equal(await handshake('encrypt', cf, TLS12_AES256), 'refused: no shared cipher');
+    assert.equal(await handshake('wrapper', cf, TLS12_AES256), 'refused: no shared cipher');
+    assert.equal(await handshake('encrypt', cf, TLS12_AES128), 'TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256');
+    assert.equal(await handshake('may', cf, TLS12_AES256), 'TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384');
+    const plain = `${high}\nsmtpd_tls_ciphers = high`;
+    assert.equal(await handshake('may', plain, TLS12_AES256), 'refused: no shared cipher');
+    assert.equal(await handshake('encrypt', plain, TLS12_AES256), 'TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384');
+    assert.equal(await handshake('wrapper', plain, TLS12_AES256), 'TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384');
+  });
+
+  it('smtpd: smtpd_tls_mandatory_exclude_ciphers applies at encrypt and in wrappermode, not at may; smtpd_tls_exclude_ciphers applies at every level', async () => {
+    const cf = 'smtpd_tls_mandatory_exclude_ciphers = AES256';
+    assert.equal(await handshake('encrypt', cf, TLS12_AES256), 'refused: no shared cipher');
+    assert.equal(await handshake('wrapper', cf, TLS12_AES256), 'refused: no shared cipher');
+    assert.equal(await handshake('encrypt', cf, TLS12_AES128), 'TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256');
+    assert.equal(await handshake('may', cf, TLS12_AES256), 'TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384');
+    const all = 'smtpd_tls_exclude_ciphers = AES256';
+    for (const mode of ['may', 'encrypt', 'wrapper'] as const) assert.equal(await handshake(mode, all, TLS12_AES256), 'refused: no shared cipher', mode);
   });
 });
 
