@@ -9,7 +9,7 @@ import { Log } from '../../src/log/index.js';
 import { clientKey } from '../../src/smtpd/anvil.js';
 import { createSmtpd, type MailhostStatus, type Resolver, ResolverError } from '../../src/smtpd/index.js';
 import { lookupPeer } from '../../src/smtpd/peer.js';
-import { type StartedPostern, startPostern } from '../harness/postern.js';
+import { hasIPv6Loopback, type StartedPostern, startPostern } from '../harness/postern.js';
 import { SmtpClient } from '../harness/smtp-client.js';
 
 function mockResolver(o: { ptr?: Record<string, string[]>; a?: Record<string, string[]>; mail?: Record<string, MailhostStatus>; delayMs?: number }): Resolver {
@@ -35,6 +35,8 @@ function mockResolver(o: { ptr?: Record<string, string[]>; a?: Record<string, st
     },
   };
 }
+
+const ipv6Skip = (await hasIPv6Loopback()) ? false : 'no IPv6 loopback';
 
 async function withPostern(o: Parameters<typeof startPostern>[0], fn: (pt: StartedPostern) => Promise<void>): Promise<void> {
   const pt = await startPostern(o);
@@ -146,6 +148,42 @@ describe('smtpd: policy', () => {
       assert.equal(await c.cmd('ETRN other.example'), '459 <other.example>: service unavailable');
       await c.cmd('QUIT');
       assert.deepEqual(sites, ['relay.example']);
+    });
+  });
+
+  it('smtpd: mynetworks = [::1]/128 permits relay from ::1 and not from 127.0.0.1 (permit_mynetworks, default relay restrictions)', { skip: ipv6Skip }, async () => {
+    await withPostern({ mainCf: 'mynetworks = [::1]/128' }, async (pt) => {
+      assert.ok(pt.port6 > 0);
+      const relay = async (host: string, port: number): Promise<{ rcpt: string; data: string | null }> => {
+        const c = await SmtpClient.connect(port, host);
+        await c.read();
+        await c.cmd('EHLO client.example.test');
+        assert.equal(await c.cmd('MAIL FROM:<alice@client.example.test>'), '250 2.1.0 Ok');
+        const rcpt = await c.cmd('RCPT TO:<carol@other.test>');
+        let data: string | null = null;
+        if (rcpt.startsWith('250')) {
+          assert.equal(await c.cmd('DATA'), '354 End data with <CR><LF>.<CR><LF>');
+          data = await c.cmd('Subject: relayed\r\n\r\nx\r\n.');
+        }
+        assert.equal(await c.cmd('QUIT'), '221 2.0.0 Bye');
+        c.close();
+        return { rcpt, data };
+      };
+      const v6 = await relay('::1', pt.port6);
+      assert.equal(v6.rcpt, '250 2.1.5 Ok');
+      const qid = /^250 2\.0\.0 Ok: queued as (\w+)$/.exec(v6.data ?? '')?.[1];
+      assert.ok(qid, v6.data ?? '');
+      const { file } = await pt.message(qid);
+      assert.deepEqual(
+        file.envelope.recipients.map((r) => r.address),
+        ['carol@other.test'],
+      );
+      assert.equal(file.envelope.client?.addr, '::1');
+      // The same relay attempt from an address outside mynetworks: defer_unauth_destination.
+      const v4 = await relay('127.0.0.1', pt.port4);
+      assert.equal(v4.rcpt, '454 4.7.1 <carol@other.test>: Relay access denied');
+      await pt.waitFor(/NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.1\]: 454 4\.7\.1 <carol@other\.test>: Relay access denied; from=<alice@client\.example\.test> to=<carol@other\.test> proto=ESMTP helo=<client\.example\.test>$/);
+      assert.ok(!pt.lines().some((l) => /reject: RCPT from unknown\[::1\]/.test(l)), pt.lines().join('\n'));
     });
   });
 
