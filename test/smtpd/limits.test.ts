@@ -303,6 +303,28 @@ describe('smtpd: limits and bad input', () => {
     });
   });
 
+  it('smtpd: stress mode shortens smtpd_timeout to 10 s (the stress branch of its default): a stressed session times out after 10 s, a normal one does not', async () => {
+    // maxproc 1: the first session is normal, the second one starts in stress mode. Both go idle
+    // after EHLO; Postfix's default smtpd_timeout is 300 s, or 10 s under stress.
+    await withPostern({ maxproc: 1 }, async (pt) => {
+      const normal = await greet(pt.port4);
+      await normal.cmd('EHLO normal.example.test');
+      const stressed = await greet(pt.port4);
+      await stressed.cmd('EHLO stressed.example.test');
+      const t0 = Date.now();
+      assert.equal(await stressed.read(15_000), '421 4.4.2 mx.example.test Error: timeout exceeded');
+      const waited = Date.now() - t0;
+      assert.ok(waited >= 9_500 && waited < 13_000, `timed out after ${waited} ms`);
+      await stressed.waitClosed();
+      await pt.waitFor(/timeout after EHLO from unknown\[127\.0\.0\.1\]/);
+      // The normal session, idle just as long, still has its 300 s.
+      assert.equal(await normal.cmd('NOOP'), '250 2.0.0 Ok');
+      assert.equal(await normal.cmd('QUIT'), '221 2.0.0 Bye');
+      await normal.waitClosed();
+      assert.equal(texts(pt.lines()).filter((l) => l.startsWith('timeout after')).length, 1, pt.lines().join('\n'));
+    });
+  });
+
   it('smtpd: a bug inside a command is answered 421 4.3.0, logged and counted', async () => {
     const broken = async (): Promise<{ bsize: number; bavail: number }> => Promise.reject(new TypeError('simulated bug'));
     const before = smtpdCounters.exceptions;
