@@ -1186,7 +1186,10 @@ export class Session implements CheckSubject {
         body: this.mailParams?.body ?? null,
         client: this.clientFacts(),
         receivedHeader: this.receivedLines.join('\r\n'),
-        addMissingHeaders: this.svc.addMissingHeaders(this.peer.addr, this.saslUsername !== null),
+        // Postfix cleanup_header_done_callback(): missing headers are added in a header rewriting
+        // context, which a remote client has too once remote_header_rewrite_domain is set
+        // (cleanup_envelope.c), and always with always_add_missing_headers.
+        addMissingHeaders: this.svc.addMissingHeaders(this.peer.addr, this.saslUsername !== null) || p.remote_header_rewrite_domain !== '',
         hold: a.held,
         discard: a.discarding,
         prependHeaders: a.prepends,

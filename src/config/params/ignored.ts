@@ -40,7 +40,7 @@ export const IGNORED: Readonly<Record<string, string>> = {
   recipient_canonical_maps: 'canonical address rewriting is not implemented (smtpd only counts its keys as known recipients)',
   strict_rfc821_envelopes: 'envelope addresses are parsed as with the default (no)',
   bounce_template_file: 'bounces use the built-in (Postfix default) templates',
-  remote_header_rewrite_domain: 'headers of remote mail are not rewritten',
+  remote_header_rewrite_domain: "incomplete addresses in remote mail's headers are not rewritten; a setting still makes cleanup add missing Message-Id:, Date: and From: headers to remote mail, as Postfix does",
   debug_peer_list: 'per-client verbose logging is not implemented',
   debug_peer_level: 'per-client verbose logging is not implemented',
   smtpd_log_access_permit_actions: 'permit actions are not logged',
