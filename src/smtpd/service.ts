@@ -4,10 +4,12 @@
  * the small lists (smtpd_forbidden_commands, smtpd_noop_commands, fast_flush_domains, ...).
  * Built once per service and rebuilt on reload; sessions keep the one they started with.
  */
+import * as dns from 'node:dns';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import { Cleanup, type CleanupOptions } from '../cleanup/index.js';
 import { buildAddressList, buildMynetworks, type NetworkMatcher } from '../config/mynetworks.js';
-import { openTable } from '../config/tables/index.js';
+import { type LookupTable, openTable } from '../config/tables/index.js';
 import { openUserDb, type UserDb } from '../auth/index.js';
 import { MECHANISMS } from '../sasl/index.js';
 import { PosternError } from '../errors.js';
@@ -114,12 +116,73 @@ export function wordMatcher(values: readonly string[], warn: (t: string) => void
   };
 }
 
-/** Is `addr` one of this host's interface addresses (permit_inet_interfaces)? */
-function inetInterfaces(params: Params): (addr: string) => boolean {
+/**
+ * local_header_rewrite_clients (Postfix cleanup's header rewriting context, smtpd.c): the words
+ * Postern acts on, and `check_address_map type:table` (the client address looked up as is; the
+ * result is ignored, no subnet search). permit_tls_clientcerts and permit_tls_all_clientcerts
+ * are not done yet; they and unknown words are warned about once and match nothing.
+ */
+function headerRewriteClients(values: readonly string[], warn: (t: string) => void): (string | LookupTable)[] {
+  const out: (string | LookupTable)[] = [];
+  for (let i = 0; i < values.length; i++) {
+    const raw = values[i]!;
+    const v = raw.toLowerCase();
+    if (v === 'permit_inet_interfaces' || v === 'permit_mynetworks' || v === 'permit_sasl_authenticated') out.push(v);
+    else if (v === 'check_address_map' && i + 1 < values.length) {
+      const spec = values[++i]!;
+      try {
+        out.push(openTable(spec));
+      } catch (e) {
+        warn(`local_header_rewrite_clients: ${spec}: table unavailable: ${(e as Error).message}`);
+      }
+    } else if (v === 'permit_tls_clientcerts' || v === 'permit_tls_all_clientcerts') warn(`parameter local_header_rewrite_clients: ${raw} is not supported yet; ignored`);
+    else if (raw.includes(':')) {
+      // A bare type:table is check_address_map's table (Postfix accepts both forms).
+      try {
+        out.push(openTable(raw));
+      } catch (e) {
+        warn(`local_header_rewrite_clients: ${raw}: table unavailable: ${(e as Error).message}`);
+      }
+    } else warn(`parameter local_header_rewrite_clients: invalid request: ${raw}`);
+  }
+  return out;
+}
+
+/**
+ * permit_inet_interfaces: is `addr` one of the addresses `$inet_interfaces` names (Postfix
+ * own_inet_addr())? `all`: every interface address of the host; `loopback-only`: 127.0.0.1 and ::1;
+ * else the listed addresses and host names (looked up once, as the master does for binding). Each
+ * filtered by `$inet_protocols`. With `inet_interfaces = 127.0.0.1`, a client on ::1 is remote.
+ */
+async function inetInterfaces(params: Params): Promise<(addr: string) => boolean> {
+  const protocols = params.inet_protocols.map((v) => v.toLowerCase());
+  const v4 = protocols.includes('all') || protocols.includes('ipv4');
+  const v6 = protocols.includes('all') || protocols.includes('ipv6');
   const set = new Set<string>();
-  for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) set.add(i.address.replace(/%.*$/, ''));
-  for (const a of params.inet_interfaces) set.add(a.replace(/^\[|\]$/g, ''));
-  return (addr) => set.has(addr);
+  const add = (address: string): void => {
+    const a = address.replace(/%.*$/, '').toLowerCase();
+    const family = net.isIP(a);
+    if ((family === 4 && v4) || (family === 6 && v6)) set.add(a);
+  };
+  const values = params.inet_interfaces.length > 0 ? params.inet_interfaces : ['all'];
+  for (const raw of values) {
+    const v = raw.toLowerCase();
+    if (v === 'all') {
+      for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) add(i.address);
+    } else if (v === 'loopback-only') {
+      add('127.0.0.1');
+      add('::1');
+    } else {
+      const host = raw.replace(/^\[|\]$/g, '');
+      if (net.isIP(host) !== 0) add(host);
+      else {
+        // A name the master could bind was resolvable at start; one that is not now matches nothing.
+        const found = await dns.promises.lookup(host, { all: true, verbatim: true }).catch(() => []);
+        for (const a of found) add(a.address);
+      }
+    }
+  }
+  return (addr) => set.has(addr.toLowerCase());
 }
 
 export interface BuildOptions {
@@ -182,9 +245,9 @@ export async function buildService(o: BuildOptions): Promise<ServiceContext> {
   const noop = wordMatcher(p.smtpd_noop_commands, warn);
   const forbidden = wordMatcher(p.smtpd_forbidden_commands, warn);
   const flush = new DomainList(p.fast_flush_domains, p.parent_domain_matches_subdomains.map((s) => s.toLowerCase()).includes('fast_flush_domains'), warn);
-  const local = inetInterfaces(p);
+  const local = await inetInterfaces(p);
   const mynetworks = buildMynetworks(p);
-  const rewriteClients = p.local_header_rewrite_clients.map((s) => s.toLowerCase());
+  const rewriteClients = headerRewriteClients(p.local_header_rewrite_clients, warn);
   let userDb: UserDb | null = null;
   let mechsPlain: readonly string[] = [];
   let mechsTls: readonly string[] = [];
@@ -225,6 +288,7 @@ export async function buildService(o: BuildOptions): Promise<ServiceContext> {
         if (r === 'permit_inet_interfaces' && local(addr)) return true;
         if (r === 'permit_mynetworks' && mynetworks.matches(addr)) return true;
         if (r === 'permit_sasl_authenticated' && sasl) return true;
+        if (typeof r !== 'string' && r.get(addr) !== undefined) return true;
       }
       return false;
     },
