@@ -269,6 +269,18 @@ export class Server {
     return this.tail.poll();
   }
 
+  /** Waits until a line of this process's log matches `re`; returns the match. Throws with the log after `ms`. */
+  async waitForLog(re: RegExp, ms = 20_000): Promise<string> {
+    const once = new RegExp(re.source, re.flags.replace('g', ''));
+    const until = Date.now() + ms;
+    for (;;) {
+      const m = once.exec(this.log());
+      if (m !== null) return m[0];
+      if (Date.now() > until) throw new Error(`no log line ${re} within ${ms} ms; log:\n${this.log()}`);
+      await sleep(50);
+    }
+  }
+
   /** Waits for the master's `daemon started` line; throws (with stderr) if the process exits or `ms` pass. */
   async ready(ms = 20_000): Promise<void> {
     const until = Date.now() + ms;
@@ -298,6 +310,16 @@ export class Server {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** The message files of a Maildir (new/ and cur/), as paths. */
+export function maildirFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const sub of ['new', 'cur']) {
+    const p = path.join(dir, sub);
+    if (fs.existsSync(p)) for (const f of fs.readdirSync(p)) out.push(path.join(p, f));
+  }
+  return out;
 }
 
 /** The files in each queue directory (`*.tmp` are cleanup's temporaries, listed apart). */

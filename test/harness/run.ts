@@ -1,13 +1,30 @@
 /**
  * `postern` as a child process for tests: bin/postern.js with the given arguments, its output
- * kept, waits on that output, and a kill by pid for `finally`.
+ * kept, waits on that output, and a kill by pid for `finally`; and runPostern() for a command
+ * that runs to its end (sendmail, mailq, postqueue, ...), as a user types it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BIN = path.join(ROOT, 'bin', 'postern.js');
+
+/**
+ * Runs `postern ARGS` to its end with `input` on stdin (default none) and MAIL_CONFIG cleared,
+ * as the user `uid`/`gid` when given (needs root).
+ */
+export function runPostern(args: readonly string[], o: { input?: string; uid?: number; gid?: number; cwd?: string } = {}): SpawnSyncReturns<string> {
+  return spawnSync(process.execPath, [BIN, ...args], {
+    input: o.input ?? '',
+    encoding: 'utf8',
+    env: { ...process.env, MAIL_CONFIG: '' },
+    ...(o.cwd !== undefined ? { cwd: o.cwd } : {}),
+    ...(o.uid !== undefined ? { uid: o.uid } : {}),
+    ...(o.gid !== undefined ? { gid: o.gid } : {}),
+    timeout: 60_000,
+  });
+}
 
 export class PosternProcess {
   readonly child: ChildProcess;

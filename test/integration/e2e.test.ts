@@ -7,7 +7,7 @@ import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { makeTestDir, Server, sleep, writeConfig } from '../crash/server.js';
+import { maildirFiles, makeTestDir, Server, sleep, writeConfig } from '../crash/server.js';
 import { sendMail } from '../crash/smtp-client.js';
 import { SmtpClient } from '../harness/smtp-client.js';
 
@@ -15,27 +15,6 @@ const dirs: string[] = [];
 after(() => {
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
-
-async function waitForLog(server: Server, re: RegExp, ms = 20_000): Promise<string> {
-  const until = Date.now() + ms;
-  let text = '';
-  for (;;) {
-    text += server.log();
-    const m = re.exec(text);
-    if (m !== null) return m[0];
-    if (Date.now() > until) throw new Error(`no log line ${re} within ${ms} ms; log:\n${text}`);
-    await sleep(50);
-  }
-}
-
-function maildirFiles(dir: string): string[] {
-  const out: string[] = [];
-  for (const sub of ['new', 'cur']) {
-    const p = path.join(dir, sub);
-    if (fs.existsSync(p)) for (const f of fs.readdirSync(p)) out.push(path.join(p, f));
-  }
-  return out;
-}
 
 describe('postern run: end to end', () => {
   test('e2e: mail over IPv4 and IPv6 lands in its Maildir, logged as Postfix logs each step', async () => {
@@ -53,14 +32,11 @@ describe('postern run: end to end', () => {
         const qid: string = r.kind === 'queued' ? (r.queueId ?? '') : '';
         assert.ok(qid !== null && /^[0-9A-F]{10,}$/.test(qid), String(qid));
         const addr = host.includes(':') ? `unknown[${host}]` : `unknown[${host}]`;
-        await waitForLog(server, new RegExp(`postfix/smtpd\\[\\d+\\]: ${qid}: client=${addr.replace(/[[\]]/g, '\\$&')}\\n`));
-        await waitForLog(server, new RegExp(`postfix/cleanup\\[\\d+\\]: ${qid}: message-id=<${token}@example\\.test>\\n`));
-        await waitForLog(server, new RegExp(`postfix/qmgr\\[\\d+\\]: ${qid}: from=<sender@example\\.test>, size=\\d+, nrcpt=1 \\(queue active\\)\\n`));
-        await waitForLog(
-          server,
-          new RegExp(`postfix/virtual\\[\\d+\\]: ${qid}: to=<u${i}@example\\.test>, relay=virtual, delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=2\\.0\\.0, status=sent \\(delivered to maildir\\)\\n`),
-        );
-        await waitForLog(server, new RegExp(`postfix/qmgr\\[\\d+\\]: ${qid}: removed\\n`));
+        await server.waitForLog(new RegExp(`postfix/smtpd\\[\\d+\\]: ${qid}: client=${addr.replace(/[[\]]/g, '\\$&')}\\n`));
+        await server.waitForLog(new RegExp(`postfix/cleanup\\[\\d+\\]: ${qid}: message-id=<${token}@example\\.test>\\n`));
+        await server.waitForLog(new RegExp(`postfix/qmgr\\[\\d+\\]: ${qid}: from=<sender@example\\.test>, size=\\d+, nrcpt=1 \\(queue active\\)\\n`));
+        await server.waitForLog(new RegExp(`postfix/virtual\\[\\d+\\]: ${qid}: to=<u${i}@example\\.test>, relay=virtual, delay=[0-9.]+, delays=[0-9.]+/[0-9.]+/[0-9.]+/[0-9.]+, dsn=2\\.0\\.0, status=sent \\(delivered to maildir\\)\\n`));
+        await server.waitForLog(new RegExp(`postfix/qmgr\\[\\d+\\]: ${qid}: removed\\n`));
         const files = maildirFiles(path.join(c.mailBase, `u${i}`));
         const mine = files.filter((f) => fs.readFileSync(f, 'utf8').includes(token));
         assert.equal(mine.length, 1, `one copy of ${token} in u${i}'s Maildir`);
@@ -103,7 +79,7 @@ describe('postern run: end to end', () => {
       assert.equal(r.kind, 'queued', JSON.stringify(r));
       const qid: string = r.kind === 'queued' ? (r.queueId ?? '') : '';
       const deferred = new RegExp(`${qid}: to=<someone@remote\\.test>, relay=none, [^\\n]*status=deferred \\(remote\\.test is down for maintenance\\)\\n`, 'g');
-      await waitForLog(server, deferred);
+      await server.waitForLog(deferred);
       // The agent's line comes before qmgr moves the file to deferred/; ETRN flushes deferred/.
       const inDeferred = Date.now() + 10_000;
       while (!fs.readdirSync(path.join(c.queueDir, 'deferred'), { recursive: true }).some((n) => String(n).endsWith(qid))) {
