@@ -314,7 +314,8 @@ export async function sendmail(args: string[], ctx: CliContext, personality: Per
         if (stop !== null) return stop;
         const dir = await maildrop(params, log);
         if (dir === null) return EX_TEMPFAIL;
-        await runStdioSmtp({ input: io.stdin ?? process.stdin, output: ctx.stdout, params, maildropDir: dir, fullName: fullName ?? defaultFullName(ctx, io) });
+        // -F is not passed on: Postfix's sendmail runs `smtpd -S` without it.
+        await runStdioSmtp({ input: io.stdin ?? process.stdin, output: ctx.stdout, params, maildropDir: dir });
         return 0;
       }
       default:

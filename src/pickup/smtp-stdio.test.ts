@@ -14,13 +14,13 @@ const tmp = tempRoot('postern-bs-');
 const params = paramsFrom('compatibility_level = 3.6\nmyhostname = mx.example.test\nmessage_size_limit = 10240000\n');
 
 /** Run a session with `lines` written up front (pipelined); returns the reply lines and the result. */
-async function session(lines: string[], o: { keepOpen?: boolean } = {}) {
+async function session(lines: string[], o: { keepOpen?: boolean; params?: typeof params } = {}) {
   const dir = await fsp.mkdtemp(path.join(tmp(), 'md-'));
   const input = new PassThrough();
   const output = collector();
   input.write(lines.map((l) => `${l}\r\n`).join(''));
   if (!o.keepOpen) input.end();
-  const result = await runStdioSmtp({ input, output: output.stream, params, maildropDir: dir, fullName: 'Local User' });
+  const result = await runStdioSmtp({ input, output: output.stream, params: o.params ?? params, maildropDir: dir });
   return { replies: output.text().split('\r\n').slice(0, -1), result, dir };
 }
 
@@ -53,6 +53,8 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
       '250-mx.example.test',
       '250-PIPELINING',
       '250-SIZE 10240000',
+      '250-VRFY',
+      '250-ETRN',
       '250-ENHANCEDSTATUSCODES',
       '250-8BITMIME',
       '250-DSN',
@@ -77,7 +79,8 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
     await md.close();
     assert.deepEqual(md.envelope.recipients, [{ address: 'c@d.example', notify: ['SUCCESS'], orcpt: 'rfc822;x@y' }]);
     assert.equal(md.envelope.sender, 'a@b.example');
-    assert.equal(md.envelope.fullName, 'Local User');
+    // No full name for the From: pickup adds: smtpd -S gets none from Postfix's sendmail.
+    assert.equal(md.envelope.fullName, null);
     const content = Buffer.concat(parts).toString('utf8');
     assert.match(content, new RegExp(`^Received: from client\\.example \\(localhost \\[127\\.0\\.0\\.1\\]\\)\\r\\n\\tby mx\\.example\\.test \\(Postfix\\) with ESMTP id ${id}\\r\\n\\tfor <c@d\\.example>; .+\\r\\nSubject: bs\\r\\n\\r\\n\\.dot\\r\\n$`));
   });
@@ -110,6 +113,12 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
     assert.deepEqual(await fsp.readdir(dir), []);
   });
 
+  test('sendmail -bs: disable_vrfy_command = yes takes VRFY out of EHLO and refuses it as Postfix does', async () => {
+    const { replies } = await session(['EHLO c', 'VRFY x', 'QUIT'], { params: paramsFrom('compatibility_level = 3.6\nmyhostname = mx.example.test\ndisable_vrfy_command = yes\n') });
+    assert.ok(!replies.includes('250-VRFY'), replies.join('\n'));
+    assert.equal(replies.at(-2), '502 5.5.1 VRFY command is disabled');
+  });
+
   test('sendmail -bs: input that ends inside DATA queues nothing and leaves no temporary file', async () => {
     const { replies, result, dir } = await session(['HELO c', 'MAIL FROM:<>', 'RCPT TO:<r@x>', 'DATA', 'Subject: cut']);
     assert.equal(replies.at(-1), '354 End data with <CR><LF>.<CR><LF>');
@@ -117,7 +126,7 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
     assert.deepEqual(await fsp.readdir(dir), []);
   });
 
-  test('sendmail -bs: two messages in one session, the second with two recipients (no "for" clause)', async () => {
+  test('sendmail -bs: two messages in one session, the second with two recipients (no "for" clause, the date on its own line)', async () => {
     const { result, dir } = await session([
       'HELO c',
       'MAIL FROM:<a@x>',
@@ -142,6 +151,6 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
     assert.equal(md.envelope.ret, 'HDRS');
     assert.equal(md.envelope.envid, 'abc');
     assert.equal(md.envelope.recipients[1]!.notify, 'NEVER');
-    assert.match(Buffer.concat(parts).toString('utf8'), /with SMTP id [0-9A-F]{21}; [^\r]+\r\ntwo\r\n$/);
+    assert.match(Buffer.concat(parts).toString('utf8'), /\r\n\tby mx\.example\.test \(Postfix\) with SMTP id [0-9A-F]{21};\r\n\t[A-Z][a-z]{2}, [^\r]+\r\ntwo\r\n$/);
   });
 });

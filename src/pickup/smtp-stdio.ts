@@ -5,9 +5,13 @@
  * later gives it a queue id, as in Postfix.
  *
  * A minimal session from src/proto/smtp pieces: HELO, EHLO, MAIL (SIZE, BODY=7BIT/8BITMIME,
- * RET, ENVID, SMTPUTF8), RCPT (NOTIFY, ORCPT), DATA, RSET, NOOP, VRFY, QUIT. No TLS, no AUTH,
- * no BDAT, no restrictions: the submitting user is local and is recorded by the file's owner.
- * Replies are Postfix 3.7's (observed with `sendmail -bs` against Postfix 3.7.11).
+ * RET, ENVID, SMTPUTF8), RCPT (NOTIFY, ORCPT), DATA, RSET, NOOP, VRFY, ETRN, QUIT. No TLS, no
+ * AUTH, no BDAT, no restrictions: the submitting user is local and is recorded by the file's owner.
+ * Replies are Postfix 3.7's (observed with `sendmail -bs` against Postfix 3.7.11), except that
+ * EHLO does not offer CHUNKING, which this session does not implement.
+ *
+ * No full name: Postfix's sendmail runs `smtpd -S` without its -F option or the user's GECOS
+ * name, so a message without From: gets the bare sender address there, as here.
  *
  * Data in: untrusted bytes from stdin, through the bounded LineReader and the DataReader
  * (RFC 5321 4.1.1.4 end of data; dot-unstuffing). Out: replies on stdout, maildrop files.
@@ -31,8 +35,6 @@ export interface StdioSmtpOptions {
   readonly params: Params;
   /** queue_directory/maildrop */
   readonly maildropDir: string;
-  /** For the added From: of a message without one (sendmail -F, or the user's GECOS name). */
-  readonly fullName: string | null;
 }
 
 export interface StdioSmtpResult {
@@ -98,7 +100,8 @@ export async function runStdioSmtp(o: StdioSmtpOptions): Promise<StdioSmtpResult
             else {
               const lines = [myhostname, 'PIPELINING'];
               lines.push(p.message_size_limit > 0 ? `SIZE ${p.message_size_limit}` : 'SIZE');
-              lines.push('ENHANCEDSTATUSCODES', '8BITMIME', 'DSN');
+              if (!p.disable_vrfy_command) lines.push('VRFY');
+              lines.push('ETRN', 'ENHANCEDSTATUSCODES', '8BITMIME', 'DSN');
               if (p.smtputf8_enable) lines.push('SMTPUTF8');
               send(reply(250, null, ...lines));
             }
@@ -154,6 +157,7 @@ export async function runStdioSmtp(o: StdioSmtpOptions): Promise<StdioSmtpResult
             send(OK);
             break;
           case 'VRFY':
+            if (p.disable_vrfy_command) throw new ReplyError(reply(502, '5.5.1', 'VRFY command is disabled'));
             if (arg === '') throw new ReplyError(reply(501, '5.5.4', 'Syntax: VRFY address'));
             // RFC 5321 3.5.3: "cannot VRFY user, but will accept message".
             send(reply(252, '2.0.0', arg));
@@ -201,12 +205,14 @@ async function receiveData(
   }
   send(reply(354, null, 'End data with <CR><LF>.<CR><LF>'));
   if (writer !== null) {
-    // Postfix smtpd: Received: from HELO (client) by myhostname (mail_name) with PROTO id ID [for <rcpt>]; date
+    // Postfix smtpd: Received: from HELO (client) by myhostname (mail_name) with PROTO id ID, then
+    // `for <rcpt>; date` on the next line for one recipient, else `;` and the date alone there.
     const proto = `${t.smtputf8 ? 'UTF8' : ''}${esmtp ? 'ESMTP' : 'SMTP'}`;
-    const first = t.recipients.length === 1 ? `\r\n\tfor <${quote822Local(t.recipients[0]!.address)}>` : '';
+    const by = `\tby ${p.myhostname} (${p.mail_name}) with ${proto} id ${writer.name}`;
+    const date = mailDate(Date.now());
     const received =
       `Received: from ${helo ?? 'localhost'} (localhost [127.0.0.1])\r\n` +
-      `\tby ${p.myhostname} (${p.mail_name}) with ${proto} id ${writer.name}${first}; ${mailDate(Date.now())}\r\n`;
+      (t.recipients.length === 1 ? `${by}\r\n\tfor <${quote822Local(t.recipients[0]!.address)}>; ${date}\r\n` : `${by};\r\n\t${date}\r\n`);
     await writeOrFail(Buffer.from(received, 'utf8'));
   }
   async function writeOrFail(b: Buffer): Promise<void> {
@@ -244,7 +250,7 @@ async function receiveData(
     version: 1,
     time: Date.now(),
     sender: t.sender,
-    fullName: o.fullName,
+    fullName: null,
     recipients: t.recipients,
     ret: t.ret,
     envid: t.envid,

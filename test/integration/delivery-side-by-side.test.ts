@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { BIN, chownTree, makeTestDir, runAccount, SENDER, Server, sleep, writeConfig } from '../crash/server.js';
 import { freePorts, postfixSkip, type StartedPostfix, startPostfix } from '../harness/postfix.js';
+import { runPostern } from '../harness/run.js';
 import { SmtpClient } from '../harness/smtp-client.js';
 
 const skip = postfixSkip() || (process.getuid?.() !== 0 ? 'Postfix virtual(8) delivery needs root' : false);
@@ -218,6 +219,29 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
       assert.equal(r.status, 0, r.stderr);
       const m = await p.both('u0');
       assert.equal(bounceNormalize(m.postern), bounceNormalize(m.postfix));
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it('sendmail -bs: the replies, and the delivered message with the headers Postfix adds (Received: as smtpd -S writes it, From: without a full name)', async () => {
+    const p = await startBoth();
+    try {
+      // Two recipients: Received: then has no `for` clause and the date on a line of its own.
+      const conversation = ['EHLO client.example.test', `MAIL FROM:<${SENDER}>`, 'RCPT TO:<u0@example.test>', 'RCPT TO:<u1@example.test>', 'DATA', 'Subject: over stdin', '', 'hello', '.', 'QUIT', ''].join('\r\n');
+      const args = ['-bs', '-F', 'Local Sender'];
+      const pr = p.pf.run('sendmail', args, conversation);
+      assert.equal(pr.status, 0, pr.stderr);
+      const r = runPostern(['-c', p.server.config.dir, 'sendmail', ...args], { input: conversation });
+      assert.equal(r.status, 0, r.stderr);
+      // Postern's session has no BDAT, so its EHLO does not offer CHUNKING; the rest is the same.
+      const replies = (text: string): string => text.replace(/queued as \w+/, 'queued as NAME').replace('250-SMTPUTF8\r\n250 CHUNKING\r\n', '250 SMTPUTF8\r\n');
+      assert.equal(replies(r.stdout), replies(pr.stdout));
+      for (const u of ['u0', 'u1']) {
+        const m = await p.both(u);
+        assert.match(m.postern, /\nFrom: sender@example\.test\n/);
+        assert.equal(bounceNormalize(m.postern), bounceNormalize(m.postfix));
+      }
     } finally {
       await p.stop();
     }
