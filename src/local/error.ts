@@ -15,7 +15,7 @@ export interface ErrorAgentOptions {
   readonly log: Log;
   /** 'bounce' (error(8) as `error`) or 'defer' (as `retry`); default from the transport name. */
   readonly mode?: 'bounce' | 'defer';
-  /** Logger service name; default `error` (or `retry` for the retry transport). */
+  /** Logger service name; default `error` (the program's name, for the retry transport too). */
   readonly service?: string;
 }
 
@@ -38,7 +38,7 @@ export class ErrorAgent implements DeliveryAgent {
 
   async deliver(req: DeliveryRequest): Promise<readonly DeliveryStatus[]> {
     const mode = this.o.mode ?? (req.transport === 'retry' ? 'defer' : 'bounce');
-    const logger = this.logger(this.o.service ?? (mode === 'defer' ? 'retry' : 'error'));
+    const logger = this.logger(this.o.service ?? 'error');
     const cls = mode === 'defer' ? '4' : '5';
     const def = mode === 'defer' ? '4.0.0' : '5.0.0';
     const split = splitDsn(req.nexthop, def);

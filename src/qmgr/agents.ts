@@ -5,6 +5,8 @@
  * maxproc limits deliveries in flight over it, its syslog_name tags its log lines.
  *
  * Commands: local, virtual, discard, error (as `error` it bounces, as `retry` it defers).
+ * Log lines are tagged with the command, never the service name, as Postfix's are with the
+ * program's name: the `retry` service logs as `postfix/error[N]`.
  * smtp/lmtp (the outbound client, issue 5) are not here yet: their transports defer with
  * `mail transport unavailable`. A transport named in transport_maps but absent from master.cf
  * defers the same way, as in Postfix.
@@ -35,21 +37,21 @@ export const AGENT_FACTORIES: Readonly<Record<string, AgentFactory>> = {
       params: p,
       log: ctx.log,
       configDir: ctx.config.configDir,
-      service: ctx.service.name,
+      service: ctx.service.command,
       resubmit: cleanupResubmitter(ctx.cleanup, { myhostname: p.myhostname, mail_name: p.mail_name }),
     });
   },
   virtual: async (ctx) => {
     const { VirtualAgent } = await import('../local/virtual.js');
-    return new VirtualAgent({ params: ctx.service.params, log: ctx.log, configDir: ctx.config.configDir, service: ctx.service.name });
+    return new VirtualAgent({ params: ctx.service.params, log: ctx.log, configDir: ctx.config.configDir, service: ctx.service.command });
   },
   discard: async (ctx) => {
     const { DiscardAgent } = await import('../local/discard.js');
-    return new DiscardAgent({ log: ctx.log, service: ctx.service.name });
+    return new DiscardAgent({ log: ctx.log, service: ctx.service.command });
   },
   error: async (ctx) => {
     const { ErrorAgent } = await import('../local/error.js');
-    return new ErrorAgent({ log: ctx.log, mode: ctx.service.name === 'retry' ? 'defer' : 'bounce', service: ctx.service.name });
+    return new ErrorAgent({ log: ctx.log, mode: ctx.service.name === 'retry' ? 'defer' : 'bounce', service: ctx.service.command });
   },
 };
 
@@ -68,7 +70,7 @@ export async function buildAgents(config: Config, log: Log, cleanup: Cleanup, fa
       const agent = await factory({ config, service, log, cleanup });
       const entry: TransportAgent = {
         agent,
-        command: service.name === 'retry' && service.command === 'error' ? 'retry' : service.command,
+        command: service.command,
         maxproc: service.maxproc,
         ...(service.overrides.has('syslog_name') ? { syslog_name: service.params.syslog_name } : {}),
       };

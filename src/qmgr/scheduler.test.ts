@@ -471,7 +471,7 @@ describe('qmgr: delivery', () => {
       await m.flush();
       await s.waitFor(new RegExp(`${id}: removed`));
       assert.ok(s.texts().includes(`${id}: from=<alice@mx.example.test>, status=force-expired, returned to sender`));
-      assert.ok(s.log.lines.some((l) => /postfix\/retry\[\d+\]: .*dsn=4\.7\.0, status=deferred \(message is administratively expired\)/.test(l)));
+      assert.ok(s.log.lines.some((l) => /postfix\/error\[\d+\]: .*dsn=4\.7\.0, status=deferred \(message is administratively expired\)/.test(l)));
     } finally {
       await m.stop();
     }

@@ -160,8 +160,8 @@ export class Qmgr {
   private pumpScheduled = false;
   private idleWaiters: (() => void)[] = [];
   private readonly builtin = new Map<string, TransportAgent>([
-    ['error', { agent: builtinErrorAgent('bounce') }],
-    ['retry', { agent: builtinErrorAgent('defer') }],
+    ['error', { agent: builtinErrorAgent('bounce'), command: 'error' }],
+    ['retry', { agent: builtinErrorAgent('defer'), command: 'error' }],
   ]);
 
   private constructor(private readonly opts: QmgrOptions) {
