@@ -36,7 +36,7 @@ import type { Log, Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
 import { ReplyError, reply } from '../proto/smtp/reply.js';
 import { createQueueDirectories, queueDirPath, queueFilePath } from '../queue/directories.js';
-import type { EnvelopeRecipient, HeaderInsert, QueueEnvelope } from '../queue/envelope.js';
+import { type EnvelopeRecipient, type HeaderInsert, originalRecipient, type QueueEnvelope } from '../queue/envelope.js';
 import { QUEUE_FILE_MAGIC, type QueueFile, QueueFileWriter } from '../queue/file.js';
 import { type MicroTime, makeQueueId, microNow } from '../queue/id.js';
 import { type QueueKick, queueKick } from '../queue/kick.js';
@@ -58,7 +58,7 @@ export function uniqueRecipients<R extends EnvelopeRecipient>(list: readonly R[]
   for (const r of list) {
     const notify = r.notify === null ? '' : r.notify === 'NEVER' ? 'NEVER' : [...r.notify].map((n) => n.toUpperCase()).sort().join(',');
     // cleanup_addr.c: a recipient without ORCPT is compared as if it had rfc822;address.
-    const key = (withOrcpt ? `${r.orcpt ?? `rfc822;${r.address}`}\n${notify}\n${r.address}` : r.address).toLowerCase();
+    const key = (withOrcpt ? `${r.orcpt ?? `rfc822;${r.address}`}\n${notify}\n${originalRecipient(r)}\n${r.address}` : r.address).toLowerCase();
     if (seen.has(key)) continue;
     if (limit <= 0 || seen.size < limit) seen.add(key);
     out.push(r);
@@ -488,6 +488,8 @@ class Txn implements CleanupTxn {
         address: r.address,
         notify: r.notify === null || r.notify === 'NEVER' ? r.notify : [...r.notify],
         orcpt: r.orcpt,
+        // Postfix writes the original recipient record only with enable_original_recipient.
+        ...(r.original !== undefined && params.enable_original_recipient ? { original: r.original } : {}),
       })),
       ret: input.ret,
       envid: input.envid,

@@ -32,7 +32,8 @@ async function queued(q: string): Promise<string> {
     sender: 'alice@example.org',
     recipients: [
       { address: 'bob@remote.example', notify: ['SUCCESS', 'DELAY'], orcpt: 'rfc822;bob@remote.example' },
-      { address: 'carol@remote.example', notify: null, orcpt: null },
+      // As local(8) forwards an alias's expansion: the alias is the original recipient.
+      { address: 'carol@remote.example', notify: null, orcpt: null, original: 'team@mx.example.test' },
     ],
     ret: 'HDRS',
     envid: 'ENV1',
@@ -77,6 +78,7 @@ sender: alice@example.org
 named_attribute: notify_flags=10
 named_attribute: dsn_orig_rcpt=rfc822;bob@remote.example
 done_recipient: bob@remote.example
+original_recipient: team@mx.example.test
 recipient: carol@remote.example
 *** MESSAGE CONTENTS hold/${id} ***
 Received: by mx.example.test (Postfix, from userid 0)

@@ -107,6 +107,7 @@ async function showQueueFile(out: NodeJS.WritableStream, qf: QueueFile, label: s
       const nf = notifyFlags(r.notify);
       if (nf !== null) out.write(`named_attribute: notify_flags=${nf}\n`);
       if (r.orcpt !== null) out.write(`named_attribute: dsn_orig_rcpt=${r.orcpt}\n`);
+      if (r.original !== undefined) out.write(`original_recipient: ${r.original}\n`);
       out.write(`${done.has(i) ? 'done_recipient' : 'recipient'}: ${r.address}\n`);
     });
     out.write(`*** MESSAGE CONTENTS ${label} ***\n`);

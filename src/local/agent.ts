@@ -531,7 +531,8 @@ class Expansion {
       g = { delivered, sender: st.sender, resetDsn: st.resetDsn, recipients: [] };
       this.forwards.set(gkey, g);
     }
-    g.recipients.push({ address: st.address, notify: st.notify, orcpt: st.orcpt });
+    // forward_append(): the original recipient goes along (orig_to=, X-Original-To: of the copy).
+    g.recipients.push({ address: st.address, notify: st.notify, orcpt: st.orcpt, ...(st.origAddr !== '' ? { original: st.origAddr } : {}) });
   }
 
   /** forward_finish(): send the forwarded copies unless something was deferred (then nothing is). */

@@ -26,7 +26,7 @@ import type { Log, Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
 import type { DeliveryAction, DeliveryAgent, DeliveryRecipient, DeliveryRequest, DeliveryStatus } from '../queue/delivery.js';
 import { createQueueDirectories, type QueueName, queueDirPath, queueFilePath } from '../queue/directories.js';
-import type { EnvelopeRecipient } from '../queue/envelope.js';
+import { type EnvelopeRecipient, originalRecipient } from '../queue/envelope.js';
 import { type QueueFile, readQueueFile } from '../queue/file.js';
 import { isQueueId } from '../queue/id.js';
 import { queueKick } from '../queue/kick.js';
@@ -596,7 +596,7 @@ export class Qmgr {
     const recipients: DeliveryRecipient[] = e.recipients.map((r) => ({
       index: r.index,
       address: r.address,
-      origAddress: r.address.toLowerCase() !== r.envelope.address.toLowerCase() ? r.envelope.address : null,
+      origAddress: r.address.toLowerCase() !== originalRecipient(r.envelope).toLowerCase() ? originalRecipient(r.envelope) : null,
       notify: r.envelope.notify,
       orcpt: r.envelope.orcpt,
     }));
@@ -644,14 +644,15 @@ export class Qmgr {
     const dsn = cls === '2' || cls === '4' || cls === '5' ? st.dsn : '4.3.0';
     const times = { arrival: env.arrivalTime, active: msg.activeTime, handoff, connSeconds: st.connSeconds, done: now };
     const maxDig = this.params.delay_logging_resolution_limit;
-    const origTo = rcpt.address.toLowerCase() !== rcpt.envelope.address.toLowerCase() ? rcpt.envelope.address : null;
+    const orig = originalRecipient(rcpt.envelope);
+    const origTo = rcpt.address.toLowerCase() !== orig.toLowerCase() ? orig : null;
     const leaves = st.expanded;
     if (leaves !== undefined && leaves.length > 0) {
       // The local agent expanded an alias: one line per address delivered, orig_to the recipient.
       for (const leaf of leaves) {
         const lc = leaf.dsn[0];
         const ls = lc === '2' ? 'sent' : lc === '5' ? 'bounced' : 'deferred';
-        logger.info(deliveryLogLine({ queueId: msg.id, to: leaf.address, origTo: rcpt.envelope.address, relay: st.relay, dsn: leaf.dsn, status: ls, reason: leaf.reason }, times, maxDig));
+        logger.info(deliveryLogLine({ queueId: msg.id, to: leaf.address, origTo: orig, relay: st.relay, dsn: leaf.dsn, status: ls, reason: leaf.reason }, times, maxDig));
       }
     } else {
       logger.info(deliveryLogLine({ queueId: msg.id, to: rcpt.address, origTo, relay: st.relay, dsn, status, reason: st.reason }, times, maxDig));
@@ -710,7 +711,7 @@ export class Qmgr {
     const reason = kind === 'success' && relay !== 'none' ? `delivery via ${relay}: ${st.reason}` : st.reason;
     return {
       address: o.rcpt.address,
-      envelopeAddress: o.rcpt.envelope.address,
+      envelopeAddress: originalRecipient(o.rcpt.envelope),
       orcpt: o.rcpt.envelope.orcpt,
       notify: o.rcpt.envelope.notify,
       status: st.dsn,

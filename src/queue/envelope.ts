@@ -26,6 +26,18 @@ export interface EnvelopeRecipient {
   readonly notify: readonly string[] | 'NEVER' | null;
   /** RFC 3461 4.2 ORCPT as `addr-type;xtext-decoded address`, e.g. `rfc822;user@example.com`. */
   readonly orcpt: string | null;
+  /**
+   * The address the mail was first sent to, when this recipient came from expanding it: local(8)
+   * alias forwarding puts the alias here (Postfix's original recipient record, REC_TYPE_ORCP,
+   * `original_recipient:` in postcat). Absent: the recipient's own address. It is what Postfix
+   * logs as `orig_to=`, writes as X-Original-To: and names in bounces ("expanded from").
+   */
+  readonly original?: string;
+}
+
+/** The address a recipient was sent to originally (its `original`, else its own address). */
+export function originalRecipient(r: EnvelopeRecipient): string {
+  return r.original ?? r.address;
 }
 
 /** A header field cleanup adds, spliced into the stored content at byte offset `at`. */
@@ -74,6 +86,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 /** A well-formed EnvelopeRecipient record (queue file and maildrop file alike). */
 export function isEnvelopeRecipient(v: unknown): v is EnvelopeRecipient {
   if (!isRecord(v) || !isStr(v.address) || !isStrOrNull(v.orcpt)) return false;
+  if (v.original !== undefined && !isStr(v.original)) return false;
   const n = v.notify;
   return n === null || n === 'NEVER' || (Array.isArray(n) && n.every(isStr));
 }

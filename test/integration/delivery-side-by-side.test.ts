@@ -59,6 +59,33 @@ async function delivered(dir: string, n: number): Promise<string[]> {
   }
 }
 
+/** The log lines of a `postern run` child so far (the whole file: a test may start it anew). */
+function logLines(server: Server): string[] {
+  const file = server.config.logFile;
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n') : [];
+}
+
+/**
+ * The final delivery lines of a log (sent or bounced), each as `to orig_to=o relay status`, sorted;
+ * with `reasons`, also the program of the tag and the text in parentheses, queue ids as QID.
+ * Waits up to 20 s for `n` of them.
+ */
+async function deliveries(lines: () => string[], n: number, o: { reasons?: boolean } = {}): Promise<string[]> {
+  const until = Date.now() + 20_000;
+  for (;;) {
+    const d = lines()
+      .filter((l) => / to=<[^>]*>, (orig_to=<[^>]*>, )?relay=/.test(l) && /status=(sent|bounced)/.test(l))
+      .map((l) => {
+        const m = /postfix\/(\w+)\[\d+\]: \w+: to=<([^>]*)>, (?:orig_to=<([^>]*)>, )?relay=([^,]*),.*status=(\w+) \((.*)\)$/.exec(l)!;
+        const base = `${m[2]} orig_to=${m[3] ?? ''} ${m[4]} ${m[5]}`;
+        return o.reasons ? `${m[1]}: ${base} (${m[6]!.replace(/\b[0-9A-F]{8,}\b/g, 'QID')})` : base;
+      })
+      .sort();
+    if (d.length >= n || Date.now() > until) return d;
+    await sleep(100);
+  }
+}
+
 /**
  * Queue ids and dates differ between the two servers and runs. A date may stand on its own folded
  * line of Received:, and Postfix 3.7 pads days 1-9 with a space ("Sun,  6 Dec") where Postern, as
@@ -66,7 +93,7 @@ async function delivered(dir: string, n: number): Promise<string[]> {
  */
 const normalize = (text: string): string =>
   text
-    .replace(/ id [0-9A-F]{6,}\b/g, ' id QID')
+    .replace(/(\s)id [0-9A-F]{6,}\b/g, '$1id QID')
     .replace(/(;\s+)[A-Z][a-z]{2}, +\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \([A-Z]+\)/g, '$1DATE');
 
 /** Postfix's Maildir name: seconds.VdevIinodeMmicroseconds.host (maildir.c). */
@@ -257,26 +284,34 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
     try {
       const rcpts = ['list@alias.example', 'other@alias.example'];
       await Promise.all([send(p.pfPort, rcpts), send(p.ptPort, rcpts)]);
-      const deliveries = async (lines: () => string[]): Promise<string[]> => {
-        const until = Date.now() + 20_000;
-        for (;;) {
-          const d = lines()
-            .filter((l) => / to=<[^>]*>, (orig_to=<[^>]*>, )?relay=/.test(l) && /status=(sent|bounced)/.test(l))
-            .map((l) => {
-              const m = / to=<([^>]*)>, (?:orig_to=<([^>]*)>, )?relay=([^,]*),.*status=(\w+)/.exec(l)!;
-              return `${m[1]} orig_to=${m[2] ?? ''} ${m[3]} ${m[4]}`;
-            })
-            .sort();
-          // Four deliveries of the aliases and the bounce of team@ delivered to the sender.
-          if (d.length >= 5 || Date.now() > until) return d;
-          await sleep(100);
-        }
-      };
-      const logFile = p.server.config.logFile;
-      const theirs = await deliveries(() => p.pf.log());
-      const mine = await deliveries(() => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n') : []));
+      // Four deliveries of the aliases and the bounce of team@ delivered to the sender.
+      const theirs = await deliveries(() => p.pf.log(), 5);
+      const mine = await deliveries(() => logLines(p.server), 5);
       assert.ok(theirs.length >= 5, theirs.join('\n'));
       assert.deepEqual(mine, theirs);
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it('local: an alias_maps alias in mydestination expanded by local(8) to virtual addresses: the same forwarding, orig_to= and delivered files as Postfix', async () => {
+    // team -> u0 and inner; inner -> u1: local(8) forwards both in one new message whose
+    // recipients keep team@localhost as their original recipient.
+    const p = await startBoth(['local_transport = local', 'alias_maps = inline:{ { team = u0@example.test, inner }, { inner = u1@example.test } }']);
+    try {
+      await Promise.all([send(p.pfPort, ['team@localhost']), send(p.ptPort, ['team@localhost'])]);
+      for (const u of ['u0', 'u1']) {
+        const m = await p.both(u);
+        assert.match(m.postern, /^Return-Path: <sender@example\.test>\nX-Original-To: team@localhost\n/);
+        assert.equal(normalize(m.postern), normalize(m.postfix));
+      }
+      const theirs = await deliveries(() => p.pf.log(), 3, { reasons: true });
+      assert.deepEqual(theirs, [
+        'local: team@localhost orig_to= local sent (forwarded as QID)',
+        'virtual: u0@example.test orig_to=team@localhost virtual sent (delivered to maildir)',
+        'virtual: u1@example.test orig_to=team@localhost virtual sent (delivered to maildir)',
+      ]);
+      assert.deepEqual(await deliveries(() => logLines(p.server), 3, { reasons: true }), theirs);
     } finally {
       await p.stop();
     }

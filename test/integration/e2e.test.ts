@@ -108,6 +108,61 @@ describe('postern run: end to end', () => {
       await server.stop();
     }
   });
+
+  test('e2e: local(8) through qmgr: a mydestination alias (alias_maps file) expanded to virtual addresses is forwarded and lands in their Maildirs, logged as Postfix 3.7 logs it', async () => {
+    const dir = makeTestDir('postern-e2e-local-');
+    dirs.push(dir);
+    // aliases(5) syntax, a list continued on the next line, an alias naming another alias.
+    fs.writeFileSync(path.join(dir, 'aliases'), '# the team lives in the virtual domain\nteam:\tu0@example.test,\n\tinner\ninner: u1@example.test\n');
+    const c = await writeConfig(dir, {
+      users: 2,
+      mainCf: [`alias_maps = hash:${path.join(dir, 'aliases')}`, 'local_recipient_maps = proxy:unix:passwd.byname $alias_maps'].join('\n'),
+    });
+    const server = new Server(c);
+    try {
+      await server.ready();
+      const send = (rcpt: string, token: string) =>
+        sendMail({ host: '127.0.0.1', port: c.port, helo: 'client.example.test', sender: 'sender@example.test', recipients: [rcpt], message: `Subject: ${token}\r\n\r\n${token}\r\n` });
+      // smtpd knows the alias from local_recipient_maps; a name in no table is refused at RCPT.
+      const unknown = await send('nosuch@mx.example.test', 'never');
+      assert.deepEqual(unknown.kind === 'rejected' ? [unknown.stage, unknown.reply.lines] : unknown, [
+        'rcpt',
+        ['550 5.1.1 <nosuch@mx.example.test>: Recipient address rejected: User unknown in local recipient table'],
+      ]);
+      const token = `local-alias-${Date.now()}`;
+      const r = await send('team@mx.example.test', token);
+      assert.equal(r.kind, 'queued', JSON.stringify(r));
+      const qid = r.kind === 'queued' ? (r.queueId ?? '') : '';
+      // local(8) resubmits the expansion as one new message (Postfix local/forward.c) ...
+      const fwd = await server.waitForLog(
+        new RegExp(`postfix/local\\[\\d+\\]: ${qid}: to=<team@mx\\.example\\.test>, relay=local, delay=[\\d.]+, delays=[\\d./]+, dsn=2\\.0\\.0, status=sent \\(forwarded as ([0-9A-F]+)\\)\\n`),
+      );
+      const newId = /forwarded as ([0-9A-F]+)/.exec(fwd)![1]!;
+      await server.waitForLog(new RegExp(`postfix/qmgr\\[\\d+\\]: ${qid}: removed\\n`));
+      await server.waitForLog(new RegExp(`postfix/qmgr\\[\\d+\\]: ${newId}: from=<sender@example\\.test>, size=\\d+, nrcpt=2 \\(queue active\\)\\n`));
+      // ... whose recipients carry the alias as their original recipient: orig_to= and X-Original-To:.
+      for (const [i, u] of ['u0', 'u1'].entries()) {
+        await server.waitForLog(
+          new RegExp(`postfix/virtual\\[\\d+\\]: ${newId}: to=<${u}@example\\.test>, orig_to=<team@mx\\.example\\.test>, relay=virtual, delay=[\\d.]+, delays=[\\d./]+, dsn=2\\.0\\.0, status=sent \\(delivered to maildir\\)\\n`));
+        const mine = maildirFiles(path.join(c.mailBase, u)).filter((f) => fs.readFileSync(f, 'utf8').includes(token));
+        assert.equal(mine.length, 1, `one copy for ${u}`);
+        const text = fs.readFileSync(mine[0]!, 'utf8');
+        assert.match(
+          text,
+          new RegExp(
+            `^Return-Path: <sender@example\\.test>\\nX-Original-To: team@mx\\.example\\.test\\nDelivered-To: ${u}@example\\.test\\n` +
+              `Received: by mx\\.example\\.test \\(Postfix\\)\\n\\tid ${newId}; [^\\n]+\\nDelivered-To: team@mx\\.example\\.test\\nReceived: from client\\.example\\.test `,
+          ),
+          `${u} (${i})`,
+        );
+      }
+      await server.waitForLog(new RegExp(`postfix/qmgr\\[\\d+\\]: ${newId}: removed\\n`));
+      // (writeConfig's own alias_maps and local_recipient_maps are overridden: those warnings are expected.)
+      assert.deepEqual(server.log().split('\n').filter((l) => /warning:|fatal:|panic:/.test(l) && !l.includes('overriding earlier entry')), []);
+    } finally {
+      await server.stop();
+    }
+  });
 });
 
 function readAll(file: string): string {
