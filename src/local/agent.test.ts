@@ -12,7 +12,6 @@ import { queueFilePath } from '../queue/directories.js';
 import { readMessage, readQueueFile } from '../queue/file.js';
 import { LocalAgent, splitAddr } from './agent.js';
 import { cleanupResubmitter } from './forward.js';
-import { LocalRecipientMaps } from './recipients.js';
 import type { LocalDeliveryStatus } from './status.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -405,17 +404,6 @@ describe('local agent', { concurrency: false }, () => {
         [1, '4.3.0', 'error reading message: queue file is damaged'],
       ],
     );
-  });
-
-  test('local: local_recipient_maps knows passwd users and aliases, with and without extension', async () => {
-    const params = paramsFrom(mainCf(`local_recipient_maps = proxy:unix:passwd.byname $alias_maps\n`));
-    const m = new LocalRecipientMaps({ params, passwdFile: passwd });
-    assert.equal(await m.known('bob@example.test'), true);
-    assert.equal(await m.known('bob+x@example.test'), true);
-    assert.equal(await m.known('staff@example.test'), true);
-    assert.equal(await m.known('nosuch@example.test'), false);
-    const all = new LocalRecipientMaps({ params: paramsFrom(mainCf('local_recipient_maps =\n')), passwdFile: passwd });
-    assert.equal(all.acceptsAll, true);
   });
 });
 

@@ -24,7 +24,8 @@
  * prepend_delivered_header, propagate_unmatched_extensions, recipient_delimiter,
  * require_home_directory, stale_lock_time, strict_mailbox_ownership, virtual_gid_maps,
  * virtual_mailbox_base, virtual_mailbox_limit, virtual_mailbox_maps, virtual_minimum_uid,
- * virtual_uid_maps; local_recipient_maps through ./recipients.ts for smtpd.
+ * virtual_uid_maps. (local_recipient_maps is smtpd's, at RCPT TO: ../smtpd/address-class.ts;
+ * local(8) itself never consults it, as in Postfix.)
  * RFCs: 5322 (header fields), 3461 (NOTIFY/ORCPT on expansion), 3463 (status codes),
  * 9228 (Delivered-To:).
  */
@@ -36,6 +37,5 @@ export { type CleanupResubmitOptions, cleanupResubmitter, type Resubmit, type Re
 export { copyHeaders, deliveredToAddresses } from './headers.js';
 export { type PasswdEntry, PasswdFile, parsePasswd, passwdFile } from './passwd.js';
 export type { LeafStatus, LocalDeliveryStatus } from './status.js';
-export { LocalRecipientMaps, type LocalRecipientMapsOptions } from './recipients.js';
 export { parseAddressList } from './tokens.js';
 export { VirtualAgent, type VirtualAgentOptions } from './virtual.js';

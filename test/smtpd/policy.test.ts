@@ -3,6 +3,8 @@
  * local users from /etc/passwd, ETRN, and the open-relay check at start.
  */
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../src/config/index.js';
 import { Log } from '../../src/log/index.js';
@@ -10,7 +12,10 @@ import { clientKey } from '../../src/smtpd/anvil.js';
 import { createSmtpd, type MailhostStatus, type Resolver, ResolverError } from '../../src/smtpd/index.js';
 import { lookupPeer } from '../../src/smtpd/peer.js';
 import { hasIPv6Loopback, type StartedPostern, startPostern } from '../harness/postern.js';
+import { tempRoot } from '../harness/scratch.js';
 import { SmtpClient } from '../harness/smtp-client.js';
+
+const tmp = tempRoot('postern-policy-');
 
 function mockResolver(o: { ptr?: Record<string, string[]>; a?: Record<string, string[]>; mail?: Record<string, MailhostStatus>; delayMs?: number }): Resolver {
   const wait = (): Promise<void> => new Promise((r) => setTimeout(r, o.delayMs ?? 0));
@@ -135,6 +140,29 @@ describe('smtpd: policy', () => {
       assert.equal(await c.cmd('RCPT TO:<Postmaster@mx.example.test>'), '250 2.1.5 Ok');
       assert.equal(await c.cmd('RCPT TO:<no-such-user-4711@mx.example.test>'), '550 5.1.1 <no-such-user-4711@mx.example.test>: Recipient address rejected: User unknown in local recipient table');
       await c.cmd('QUIT');
+    });
+  });
+
+  it('smtpd: local_recipient_maps = proxy:unix:passwd.byname $alias_maps with an aliases(5) file: aliases (not system users) are known, with extensions and in any case; other names get 550 5.1.1', async () => {
+    // The replies are Postfix 3.7's for the same file (postalias hash:FILE) and settings.
+    const aliases = path.join(tmp(), 'aliases');
+    fs.writeFileSync(aliases, '# comment\nteam:\tu0@example.test,\n\tinner\ninner: someone@example.org\n');
+    const mainCf = `alias_maps = hash:${aliases}\nlocal_recipient_maps = proxy:unix:passwd.byname $alias_maps\nrecipient_delimiter = +`;
+    await withPostern({ mainCf }, async (pt) => {
+      const c = await SmtpClient.connect(pt.port4);
+      await c.read();
+      await c.cmd('EHLO client.example.test');
+      await c.cmd('MAIL FROM:<a@client.example.test>');
+      for (const known of ['team@mx.example.test', 'Team+tag@MX.example.test', 'inner@mx.example.test', 'root+x@mx.example.test', 'team@localhost']) {
+        assert.equal(await c.cmd(`RCPT TO:<${known}>`), '250 2.1.5 Ok', known);
+      }
+      // u0 is only a right-hand side; nosuch is in no table.
+      for (const unknown of ['u0@mx.example.test', 'nosuch@mx.example.test']) {
+        assert.equal(await c.cmd(`RCPT TO:<${unknown}>`), `550 5.1.1 <${unknown}>: Recipient address rejected: User unknown in local recipient table`);
+      }
+      await c.cmd('QUIT');
+      await pt.waitFor(/disconnect from/);
+      assert.ok(pt.lines().some((l) => l.endsWith(': reject: RCPT from unknown[127.0.0.1]: 550 5.1.1 <nosuch@mx.example.test>: Recipient address rejected: User unknown in local recipient table; from=<a@client.example.test> to=<nosuch@mx.example.test> proto=ESMTP helo=<client.example.test>')), pt.lines().join('\n'));
     });
   });
 
