@@ -97,6 +97,11 @@ export interface ConfigOptions {
   /** Override where the queue / mailboxes live (tmpfs mounts). */
   readonly queueDir?: string;
   readonly mailBase?: string;
+  /**
+   * master.cf lines for the smtpd listeners, in place of the default `127.0.0.1:PORT` and
+   * `[::1]:PORT` ones (`hosts` is then empty): other addresses, several ports, `-o` overrides.
+   */
+  readonly smtpdServices?: (port: number) => readonly string[];
 }
 
 /** Writes main.cf, master.cf and the virtual mailbox table into `dir`. */
@@ -141,9 +146,10 @@ export async function writeConfig(dir: string, o: ConfigOptions = {}): Promise<C
     '',
   ].join('\n');
   fs.writeFileSync(path.join(dir, 'main.cf'), main);
-  const hosts = six ? ['127.0.0.1', '::1'] : ['127.0.0.1'];
+  const hosts = o.smtpdServices !== undefined ? [] : six ? ['127.0.0.1', '::1'] : ['127.0.0.1'];
   const master = [
     ...hosts.map((h) => `${h.includes(':') ? `[${h}]` : h}:${port} inet n - n - - smtpd`),
+    ...(o.smtpdServices?.(port) ?? []),
     ...(o.qmgr === false
       ? []
       : [
@@ -231,9 +237,18 @@ export class Server {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly tail: LogTail;
 
-  constructor(readonly config: CrashConfig) {
+  /**
+   * `o.wrap`: argv that runs a command elsewhere, e.g. Netns.exec() (`ip netns exec NS`); it must
+   * exec the command, so the child's pid stays the server's.
+   */
+  constructor(
+    readonly config: CrashConfig,
+    o: { wrap?: (argv: readonly string[]) => string[] } = {},
+  ) {
     this.tail = new LogTail(config.logFile);
-    this.child = spawn(process.execPath, [BIN, '-c', config.dir, 'run'], {
+    const argv = [process.execPath, BIN, '-c', config.dir, 'run'];
+    const [cmd, ...args] = o.wrap ? o.wrap(argv) : argv;
+    this.child = spawn(cmd!, args, {
       cwd: config.dir,
       // CRASH_UNPRIVILEGED=1: start the server as mail_owner directly instead of as root (a
       // diagnostic: it takes the master's privilege drop out of the picture).

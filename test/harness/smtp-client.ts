@@ -48,6 +48,13 @@ export class SmtpClient {
     });
   }
 
+  /** A client over a socket connected elsewhere (a relay into a network namespace). */
+  static over(socket: net.Socket, timeout = 5000): SmtpClient {
+    const c = new SmtpClient(socket, timeout);
+    socket.resume();
+    return c;
+  }
+
   /** Everything received and not yet consumed. */
   get pending(): string {
     return this.buf;
