@@ -28,6 +28,8 @@ export interface StartOptions {
   /** master.cf maxproc of the service (default `-`). */
   readonly maxproc?: number;
   readonly resolver?: Resolver;
+  /** How long the client name lookup (PTR, then the name's addresses) may take (default 2000 ms). */
+  readonly peerLookupTimeoutMs?: number;
   readonly hooks?: SmtpdHooks;
   /** Listen on ::1 too (default true when the host has IPv6 loopback). */
   readonly ipv6?: boolean;
@@ -111,7 +113,7 @@ export async function startPostern(o: StartOptions = {}): Promise<StartedPostern
   try {
     smtpd = await createSmtpd(
       { config, service, log },
-      { resolver: o.resolver ?? nullResolver(), hooks: o.hooks ?? {}, peerLookupTimeoutMs: 2000, ...(o.cleanupOptions ? { cleanupOptions: o.cleanupOptions } : {}) },
+      { resolver: o.resolver ?? nullResolver(), hooks: o.hooks ?? {}, peerLookupTimeoutMs: o.peerLookupTimeoutMs ?? 2000, ...(o.cleanupOptions ? { cleanupOptions: o.cleanupOptions } : {}) },
     );
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });

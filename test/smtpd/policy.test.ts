@@ -17,17 +17,18 @@ import { SmtpClient } from '../harness/smtp-client.js';
 
 const tmp = tempRoot('postern-policy-');
 
-function mockResolver(o: { ptr?: Record<string, string[]>; a?: Record<string, string[]>; mail?: Record<string, MailhostStatus>; delayMs?: number }): Resolver {
-  const wait = (): Promise<void> => new Promise((r) => setTimeout(r, o.delayMs ?? 0));
+/** `hang`: addresses and names whose lookups never answer (a DNS server that does not reply). */
+function mockResolver(o: { ptr?: Record<string, string[]>; a?: Record<string, string[]>; mail?: Record<string, MailhostStatus>; delayMs?: number; hang?: readonly string[] }): Resolver {
+  const wait = (key: string): Promise<void> => (o.hang?.includes(key) ? new Promise<void>(() => {}) : new Promise((r) => setTimeout(r, o.delayMs ?? 0)));
   return {
     async reverse(addr) {
-      await wait();
+      await wait(addr);
       const names = o.ptr?.[addr];
       if (!names) throw new ResolverError('perm', 'NXDOMAIN');
       return names;
     },
     async lookup(name) {
-      await wait();
+      await wait(name);
       const addrs = o.a?.[name];
       if (!addrs) throw new ResolverError('perm', 'NXDOMAIN');
       return addrs;
@@ -42,6 +43,11 @@ function mockResolver(o: { ptr?: Record<string, string[]>; a?: Record<string, st
 }
 
 const ipv6Skip = (await hasIPv6Loopback()) ? false : 'no IPv6 loopback';
+
+/** Log lines without their `date host postfix/smtpd[N]: ` prefix. */
+function texts(lines: readonly string[]): string[] {
+  return lines.map((l) => l.slice(l.indexOf(']: ') + 3));
+}
 
 async function withPostern(o: Parameters<typeof startPostern>[0], fn: (pt: StartedPostern) => Promise<void>): Promise<void> {
   const pt = await startPostern(o);
@@ -80,6 +86,93 @@ describe('smtpd: client name', () => {
     const p = await lookupPeer({ addr: '192.0.2.8', rfcAddr: '192.0.2.8', family: 4, port: 1, lookup: true, resolver: mockResolver({ ptr: { '192.0.2.8': ['slow.example'] }, delayMs: 500 }), timeoutMs: 50 }, () => {});
     assert.equal(p.name, 'unknown');
     assert.equal(p.nameStatus, 'temp');
+  });
+
+  it('smtpd: over a socket, a PTR name that does not resolve back to the client: Postfix 3.7 warning before the connect line, unknown[addr] in the log and in Received:', async () => {
+    const resolver = mockResolver({ ptr: { '127.0.0.1': ['forged.client.example.'] }, a: { 'forged.client.example': ['192.0.2.99'] } });
+    await withPostern({ resolver }, async (pt) => {
+      const c = await SmtpClient.connect(pt.port4);
+      assert.match(await c.read(), /^220 /);
+      await c.cmd('EHLO client.example.test');
+      await c.cmd('MAIL FROM:<a@client.example.test>');
+      await c.cmd('RCPT TO:<bob@mx.example.test>');
+      await c.cmd('DATA');
+      const qid = /queued as (\w+)/.exec(await c.cmd('Subject: x\r\n\r\nhi\r\n.'))![1]!;
+      await c.cmd('QUIT');
+      await pt.waitFor(/disconnect from/);
+      // smtpd_peer.c: the check runs in smtpd_state_init(), before "connect from".
+      assert.deepEqual(texts(pt.lines()).slice(0, 2), ['warning: hostname forged.client.example does not resolve to address 127.0.0.1', 'connect from unknown[127.0.0.1]']);
+      assert.match(texts(pt.lines()).at(-1)!, /^disconnect from unknown\[127\.0\.0\.1\] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5$/);
+      assert.match((await pt.message(qid)).content, /^Received: from client\.example\.test \(unknown \[127\.0\.0\.1\]\)\r\n/);
+    });
+  });
+
+  it('smtpd: over IPv6, a PTR name whose AAAA records do not include the client is unknown, with the warning', { skip: ipv6Skip }, async () => {
+    const resolver = mockResolver({ ptr: { '::1': ['v6.client.example'] }, a: { 'v6.client.example': ['2001:db8::99'] } });
+    await withPostern({ resolver }, async (pt) => {
+      const c = await SmtpClient.connect(pt.port6, '::1');
+      assert.match(await c.read(), /^220 /);
+      await c.cmd('QUIT');
+      await pt.waitFor(/disconnect from/);
+      assert.deepEqual(texts(pt.lines()), ['warning: hostname v6.client.example does not resolve to address ::1', 'connect from unknown[::1]', 'disconnect from unknown[::1] quit=1 commands=1']);
+    });
+  });
+
+  it('smtpd: a forged name (PTR not confirmed) is a permanent failure for reject_unknown_client_hostname (unknown_client_reject_code) and passes reject_unknown_reverse_client_hostname', async () => {
+    const resolver = mockResolver({ ptr: { '127.0.0.1': ['forged.client.example'] }, a: { 'forged.client.example': ['192.0.2.99'] } });
+    for (const [restriction, reply] of [
+      ['reject_unknown_client_hostname', '550 5.7.25 Client host rejected: cannot find your hostname, [127.0.0.1]'],
+      ['reject_unknown_reverse_client_hostname', '250 2.1.5 Ok'],
+    ] as const) {
+      await withPostern({ resolver, mainCf: `smtpd_client_restrictions = ${restriction}\nunknown_client_reject_code = 550` }, async (pt) => {
+        const c = await SmtpClient.connect(pt.port4);
+        await c.read();
+        await c.cmd('EHLO client.example.test');
+        await c.cmd('MAIL FROM:<a@client.example.test>');
+        assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), reply, restriction);
+        await c.cmd('QUIT');
+      });
+    }
+  });
+
+  it('smtpd: over a socket, a PTR lookup that times out: connect from unknown[addr] and no warning (Postfix logs none for EAI_AGAIN), then 450 from both reject_unknown_*_hostname', async () => {
+    const resolver = mockResolver({ hang: ['127.0.0.1'] });
+    for (const [restriction, reply] of [
+      // smtpd_check.c: a temporary lookup failure is 450 whatever unknown_client_reject_code says.
+      ['reject_unknown_client_hostname', '450 4.7.25 Client host rejected: cannot find your hostname, [127.0.0.1]'],
+      ['reject_unknown_reverse_client_hostname', '450 4.7.1 Client host rejected: cannot find your reverse hostname, [127.0.0.1]'],
+    ] as const) {
+      await withPostern({ resolver, peerLookupTimeoutMs: 300, mainCf: `smtpd_client_restrictions = ${restriction}\nunknown_client_reject_code = 550` }, async (pt) => {
+        const t0 = Date.now();
+        const c = await SmtpClient.connect(pt.port4);
+        assert.match(await c.read(), /^220 /);
+        assert.ok(Date.now() - t0 >= 250, 'the greeting waits for the lookup to give up');
+        await c.cmd('EHLO client.example.test');
+        await c.cmd('MAIL FROM:<a@client.example.test>');
+        assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), reply, restriction);
+        await c.cmd('QUIT');
+        await pt.waitFor(/disconnect from/);
+        assert.deepEqual(texts(pt.lines()), [
+          'connect from unknown[127.0.0.1]',
+          `NOQUEUE: reject: RCPT from unknown[127.0.0.1]: ${reply}; from=<a@client.example.test> to=<bob@mx.example.test> proto=ESMTP helo=<client.example.test>`,
+          'disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=0/1 quit=1 commands=3/4',
+        ]);
+      });
+    }
+  });
+
+  it('smtpd: over a socket, a PTR name whose address lookup times out: Postfix\'s warning with "Temporary failure in name resolution", unknown, 450 (temporary)', async () => {
+    const resolver = mockResolver({ ptr: { '127.0.0.1': ['slow.client.example'] }, hang: ['slow.client.example'] });
+    await withPostern({ resolver, peerLookupTimeoutMs: 300, mainCf: 'smtpd_client_restrictions = reject_unknown_client_hostname\nunknown_client_reject_code = 550' }, async (pt) => {
+      const c = await SmtpClient.connect(pt.port4);
+      await c.read();
+      await c.cmd('EHLO client.example.test');
+      await c.cmd('MAIL FROM:<a@client.example.test>');
+      assert.equal(await c.cmd('RCPT TO:<bob@mx.example.test>'), '450 4.7.25 Client host rejected: cannot find your hostname, [127.0.0.1]');
+      await c.cmd('QUIT');
+      await pt.waitFor(/disconnect from/);
+      assert.deepEqual(texts(pt.lines()).slice(0, 2), ['warning: hostname slow.client.example does not resolve to address 127.0.0.1: Temporary failure in name resolution', 'connect from unknown[127.0.0.1]']);
+    });
   });
 
   it('smtpd: IPv6 addresses, numeric PTR names and smtpd_peername_lookup = no', async () => {
