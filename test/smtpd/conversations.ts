@@ -107,6 +107,34 @@ export const CONVERSATIONS: readonly Conversation[] = [
     ],
   },
   {
+    // Postfix 3.7 mail_cmd(): BODY=7BIT and BODY=8BITMIME in any case; nothing else, so
+    // BODY=BINARYMIME is an unsupported option (no BINARYMIME in EHLO, RFC 3030 3), echoed as sent.
+    // Parameters are checked in the order given: the first bad one answers.
+    name: 'MAIL FROM with BODY=7BIT and BODY=BINARYMIME',
+    steps: [
+      ehlo,
+      { send: 'MAIL FROM:<a@client.example.test> BODY=BINARYMIME\r\n', replies: ['555 5.5.4 Unsupported option: BODY=BINARYMIME'] },
+      { send: 'MAIL FROM:<a@client.example.test> body=binarymime\r\n', replies: ['555 5.5.4 Unsupported option: body=binarymime'] },
+      { send: 'MAIL FROM:<a@client.example.test> BODY=BINARYMIME SIZE=x\r\n', replies: ['555 5.5.4 Unsupported option: BODY=BINARYMIME'] },
+      { send: 'MAIL FROM:<a@client.example.test> SIZE=x BODY=BINARYMIME\r\n', replies: ['501 5.5.4 Bad message size syntax'] },
+      { send: 'MAIL FROM:<a@client.example.test> BODY=8BIT\r\n', replies: ['555 5.5.4 Unsupported option: BODY=8BIT'] },
+      { send: 'MAIL FROM:<a@client.example.test> BODY=\r\n', replies: ['555 5.5.4 Unsupported option: BODY='] },
+      { send: 'MAIL FROM:<a@client.example.test> BODY=7BIT\r\n', replies: ['250 2.1.0 Ok'] },
+      { send: 'RCPT TO:<bob@mx.example.test>\r\n', replies: ['250 2.1.5 Ok'] },
+      { send: 'DATA\r\n', replies: ['354 End data with <CR><LF>.<CR><LF>'] },
+      { send: 'Subject: 7bit\r\n\r\nplain\r\n.\r\n', replies: ['250 2.0.0 Ok: queued as QID'] },
+      { send: 'MAIL FROM:<a@client.example.test> body=7bit SIZE=100\r\n', replies: ['250 2.1.0 Ok'] },
+      { send: 'RSET\r\n', replies: ['250 2.0.0 Ok'] },
+      // A repeated BODY is not an error in Postfix 3.7: the last one counts.
+      { send: 'MAIL FROM:<a@client.example.test> BODY=7BIT BODY=8BITMIME\r\n', replies: ['250 2.1.0 Ok'] },
+      { send: 'RSET\r\n', replies: ['250 2.0.0 Ok'] },
+      // BODY=BINARYMIME is refused even with CHUNKING, the only transfer it would allow.
+      { send: 'MAIL FROM:<a@client.example.test> BODY=BINARYMIME\r\nRCPT TO:<bob@mx.example.test>\r\nBDAT 3 LAST\r\na\x00b', replies: ['555 5.5.4 Unsupported option: BODY=BINARYMIME', '503 5.5.1 Error: need MAIL command', '503 5.5.1 Error: need RCPT command'] },
+      { send: 'MAIL FROM:<a@client.example.test> BODY=7BIT\r\nRCPT TO:<bob@mx.example.test>\r\nBDAT 21 LAST\r\nSubject: b\r\n\r\nhello\r\n', replies: ['250 2.1.0 Ok', '250 2.1.5 Ok', '250 2.0.0 Ok: 21 bytes queued as QID'] },
+      quit,
+    ],
+  },
+  {
     name: 'SIZE above message_size_limit',
     mainCf: 'message_size_limit = 1000',
     steps: [
