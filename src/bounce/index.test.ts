@@ -146,8 +146,11 @@ describe('bounce: non-delivery notification', () => {
     const { qf: pm, text } = await notice(q, posted[1]!.queueId);
     assert.equal(pm.envelope.sender, 'double-bounce@mx.example.test');
     assert.deepEqual(pm.envelope.recipients.map((r) => r.address), ['postmaster@mx.example.test']);
+    // Postfix posts the bare bounce_notice_recipient: it stays the original recipient (X-Original-To: postmaster).
+    assert.deepEqual(pm.envelope.recipients.map((r) => r.original), ['postmaster']);
     const r = parseReport(text);
     assert.equal(r.headers.get('subject'), 'Postmaster Copy: Undelivered Mail');
+    assert.equal(r.headers.get('to'), 'postmaster@mx.example.test');
     assert.equal(r.headers.get('auto-submitted'), 'auto-generated');
     assert.match(r.parts[0]!.body, /^\r\n<bob@example\.test>: user unknown\r\n/, 'no template text in a postmaster copy');
     assert.equal(r.parts[2]!.headers.get('content-type'), 'text/rfc822-headers');

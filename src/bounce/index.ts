@@ -26,11 +26,10 @@
  * bounce_notice_recipient, 2bounce_notice_recipient, delay_notice_recipient,
  * double_bounce_sender, bounce_size_limit, delay_warning_time, maximal_queue_lifetime.
  */
-import type { Cleanup } from '../cleanup/index.js';
+import { type Cleanup, postMail } from '../cleanup/index.js';
 import type { Params } from '../config/types.js';
 import type { Log, Logger } from '../log/index.js';
 import type { QueueFile } from '../queue/file.js';
-import { mailDate } from '../cleanup/headers.js';
 import { composeNotice, type NoticeRecipient, originalEncoding } from './message.js';
 import { type NoticeKind, TEMPLATES } from './templates.js';
 
@@ -114,7 +113,7 @@ export class Bounce {
         if (kind === 'success') this.logger.info(`${id}: not sending trace/success notification for single-bounce message`);
         return posted;
       }
-      const qid = await this.post(kind, original, recipients, this.qualify(to), this.doubleBounceAddress, kind !== 'success', kind === 'success' ? 'HDRS' : 'FULL');
+      const qid = await this.post(kind, original, recipients, to, this.doubleBounceAddress, kind !== 'success', kind === 'success' ? 'HDRS' : 'FULL');
       this.logger.info(`${id}: postmaster ${WORDS[kind]} notification: ${qid}`);
       posted.push({ queueId: qid, to, postmaster: true });
       return posted;
@@ -130,7 +129,7 @@ export class Bounce {
     const copyTo = kind === 'failure' && classes.has('bounce') ? this.p.bounce_notice_recipient : kind === 'delay' && classes.has('delay') ? this.p.delay_notice_recipient : null;
     if (copyTo !== null) {
       try {
-        const qid = await this.post(kind, original, recipients, this.qualify(copyTo), this.doubleBounceAddress, true, 'HDRS');
+        const qid = await this.post(kind, original, recipients, copyTo, this.doubleBounceAddress, true, 'HDRS');
         this.logger.info(`${id}: postmaster ${WORDS[kind]} notification: ${qid}`);
         posted.push({ queueId: qid, to: copyTo, postmaster: true });
       } catch {
@@ -146,7 +145,9 @@ export class Bounce {
     const now = this.clock();
     const content = await composeNotice({
       template: TEMPLATES[kind],
-      to,
+      // Postfix writes the bare notice recipient and cleanup qualifies the header (the envelope
+      // recipient keeps the bare name as its original recipient: postMail()).
+      to: this.qualify(to),
       postmasterCopy,
       ret,
       original,
@@ -161,26 +162,7 @@ export class Bounce {
       delay_warning_time: p.delay_warning_time,
       maximal_queue_lifetime: p.maximal_queue_lifetime,
     });
-    const txn = await this.o.cleanup.open();
-    try {
-      if (!txn.write(content)) await txn.drain();
-      const eightBit = p.smtputf8_enable || originalEncoding(original) === '8bit';
-      const res = await txn.commit({
-        sender: from,
-        recipients: [{ address: to, notify: null, orcpt: null }],
-        ret: null,
-        envid: null,
-        smtputf8: original.envelope.smtputf8,
-        body: eightBit ? '8BITMIME' : '7BIT',
-        client: null,
-        receivedHeader: `Received: by ${p.myhostname} (${p.mail_name})\r\n\tid ${txn.queueId}; ${mailDate(now)}`,
-        addMissingHeaders: true,
-        arrivalTime: now,
-      });
-      return res.queueId;
-    } catch (err) {
-      await txn.abort();
-      throw err;
-    }
+    const eightBit = p.smtputf8_enable || originalEncoding(original) === '8bit';
+    return postMail(this.o.cleanup, { sender: from, recipient: to, content, now, smtputf8: original.envelope.smtputf8, body: eightBit ? '8BITMIME' : '7BIT' });
   }
 }

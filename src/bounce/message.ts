@@ -2,7 +2,7 @@
  * One delivery status notification as bytes (RFC 3464 multipart/report; RFC 3462 report type
  * delivery-status), laid out as Postfix's bounce(8) writes it (bounce_notify_util.c):
  *
- *   Date, From, Subject, To, Auto-Submitted (RFC 3834), MIME-Version, Content-Type with the
+ *   From, Subject, To, Auto-Submitted (RFC 3834), MIME-Version, Content-Type with the
  *   boundary `QUEUEID.unixtime/myhostname`, Content-Transfer-Encoding
  *   part 1 "Notification": the template text (not in postmaster copies), then one line per
  *        recipient `<rcpt> (expanded from <orig>): reason`, wrapped at 79 columns
@@ -13,7 +13,8 @@
  *   part 3 the original: message/rfc822 with a Return-Path: (RET=FULL, and the message is at most
  *        bounce_size_limit bytes), else text/rfc822-headers with the header section only.
  *
- * Cleanup adds Received:, Message-Id: and canonicalises nothing else. Lines end in CRLF.
+ * postMail() puts Received: and Date: before it (post_mail_init()), cleanup adds Message-Id: and
+ * canonicalises nothing else. Lines end in CRLF.
  */
 import { mailDate } from '../cleanup/headers.js';
 import { type QueueFile, readMessage } from '../queue/file.js';
@@ -103,7 +104,7 @@ export function originalEncoding(qf: QueueFile): '7bit' | '8bit' | 'none' {
   return e.client === null ? '8bit' : 'none';
 }
 
-/** The notice as CRLF-terminated bytes, ready for Cleanup. */
+/** The notice as CRLF-terminated bytes from From: on, ready for postMail(). */
 export async function composeNotice(o: NoticeOptions): Promise<Buffer> {
   const env = o.original.envelope;
   const t = o.template;
@@ -120,7 +121,6 @@ export async function composeNotice(o: NoticeOptions): Promise<Buffer> {
     lines.push(...l);
   };
 
-  push(`Date: ${mailDate(o.now)}`);
   push(`From: ${from}`);
   push(`Subject: ${o.postmasterCopy ? t.postmasterSubject : t.subject}`);
   push(`To: ${o.to}`);

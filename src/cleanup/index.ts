@@ -44,6 +44,7 @@ import { HeaderChecks } from './header-checks.js';
 import { fromField, HeaderPass, headerNameLength, LineEnds, mailDate, messageIdFor } from './headers.js';
 
 export type { ClientFacts, EnvelopeRecipient } from '../queue/envelope.js';
+export { type PostMailInput, postMail } from './post-mail.js';
 
 /**
  * Postfix cleanup_out_recipient(): a recipient equal to an earlier one of the same message is
