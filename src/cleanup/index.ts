@@ -34,7 +34,7 @@ import { PosternError } from '../errors.js';
 import { type DirSync, type DurableFs, defaultDirSync, DirSync as GroupSync, nodeFs } from '../io/durable.js';
 import type { Log, Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
-import { ReplyError, reply } from '../proto/smtp/reply.js';
+import { type Reply, ReplyError, reply } from '../proto/smtp/reply.js';
 import { createQueueDirectories, queueDirPath, queueFilePath } from '../queue/directories.js';
 import { type EnvelopeRecipient, type HeaderInsert, originalRecipient, type QueueEnvelope } from '../queue/envelope.js';
 import { QUEUE_FILE_MAGIC, type QueueFile, QueueFileWriter } from '../queue/file.js';
@@ -211,9 +211,27 @@ const SPACE_MULTIPLIER = 1.5;
 /** write() returns false above this many unwritten bytes. */
 const HIGH_WATER = 1024 * 1024;
 
-const writeError = (): ReplyError => new ReplyError(reply(451, '4.3.0', 'Error: queue file write error'));
-const tooBig = (): ReplyError => new ReplyError(reply(552, '5.3.4', 'Error: message file too big'));
-const tooManyHops = (): ReplyError => new ReplyError(reply(554, '5.4.0', 'Error: too many hops'));
+/**
+ * Why cleanup refused a message, as Postfix cleanup's status bits tell smtpd (cleanup_stat.c
+ * CLEANUP_STAT_WRITE, _SIZE, _HOPS, _CONT, _DEFER): smtpd takes the reply from it, and the
+ * notify_classes class of the error (write: resource; size, hops: bounce; cont, defer: policy).
+ */
+export type CleanupStatus = 'write' | 'size' | 'hops' | 'cont' | 'defer';
+
+/** A ReplyError from cleanup, with the status it stands for. */
+export class CleanupError extends ReplyError {
+  constructor(
+    reply: Reply,
+    readonly status: CleanupStatus,
+  ) {
+    super(reply);
+    this.name = 'CleanupError';
+  }
+}
+
+const writeError = (): CleanupError => new CleanupError(reply(451, '4.3.0', 'Error: queue file write error'), 'write');
+const tooBig = (): CleanupError => new CleanupError(reply(552, '5.3.4', 'Error: message file too big'), 'size');
+const tooManyHops = (): CleanupError => new CleanupError(reply(554, '5.4.0', 'Error: too many hops'), 'hops');
 
 let tempCounter = 0;
 
@@ -435,7 +453,8 @@ class Txn implements CleanupTxn {
     if (checks.reason !== null) {
       // smtpd answers cleanup's CLEANUP_STAT_CONT with 550, CLEANUP_STAT_DEFER (a 4.x.x reason) with 451.
       const m = /^(\d\.\d{1,3}\.\d{1,3}) ?([\s\S]*)$/.exec(checks.reason)!;
-      return rejectWith(new ReplyError(reply(m[1]![0] === '4' ? 451 : 550, m[1]!, m[2]!)));
+      const defer = m[1]![0] === '4';
+      return rejectWith(new CleanupError(reply(defer ? 451 : 550, m[1]!, m[2]!), defer ? 'defer' : 'cont'));
     }
 
     const inserts: HeaderInsert[] = [];
