@@ -36,7 +36,9 @@
  * smtpd_sasl_type, smtpd_sasl_path, smtpd_sasl_security_options, smtpd_sasl_tls_security_options,
  * smtpd_sasl_mechanism_filter, smtpd_sasl_exceptions_networks, smtpd_sasl_response_limit,
  * smtpd_sasl_authenticated_header, smtpd_tls_auth_only, broken_sasl_auth_clients,
- * smtpd_client_auth_rate_limit, smtpd_sender_login_maps.
+ * smtpd_client_auth_rate_limit, smtpd_sender_login_maps, notify_classes, error_notice_recipient,
+ * bounce_notice_recipient, double_bounce_sender, smtpd_history_flush_threshold (the postmaster
+ * notice of a session with errors, ./transcript.ts).
  */
 import type * as net from 'node:net';
 import type { CleanupOptions } from '../cleanup/index.js';

@@ -25,6 +25,7 @@ import { type Reply, reply } from '../proto/smtp/reply.js';
 import type { AddressResolver } from './address-class.js';
 import { expand6, type Peer, type Resolver, validHostname } from './peer.js';
 import { queryPolicy } from './policy-client.js';
+import type { MailErrorClass } from './transcript.js';
 
 /** What a restriction may look at: the session's facts. */
 export interface CheckSubject {
@@ -65,6 +66,8 @@ export interface CheckSubject {
   readonly deferFlags: DeferFlags;
   /** Where access(5) actions that act on the message go (absent: they are skipped). */
   readonly actions?: AccessActions;
+  /** Note the class of an error reply for the postmaster transcript (Postfix state->error_mask). */
+  noteError?(c: MailErrorClass): void;
   /** Log one line as this session. */
   info(text: string): void;
   warning(text: string): void;
@@ -576,9 +579,13 @@ export class Policy {
     return line;
   }
 
-  /** Postfix smtpd_check_reject(). */
-  private reject(ev: Evaluation, code: number, dsn: string, text: string): Status {
-    const warnOnly = ev.warnIfReject > 0;
+  /**
+   * Postfix smtpd_check_reject(): the error class goes to the session's transcript even for a
+   * warn_if_reject warning, and software, resource and data errors are never only warnings.
+   */
+  private reject(ev: Evaluation, code: number, dsn: string, text: string, errorClass: MailErrorClass = 'policy'): Status {
+    const warnOnly = ev.warnIfReject > 0 && errorClass !== 'software' && errorClass !== 'resource' && errorClass !== 'data';
+    ev.s.noteError?.(errorClass);
     let c = code;
     let d = dsn;
     if (c < 400 || c > 599) { // only 4yz/5yz rejects (RFC 5321 4.2.1)
@@ -610,7 +617,7 @@ export class Policy {
   }
 
   private serverError(ev: Evaluation): never {
-    throw new Abort(this.reject(ev, LOCAL_ERROR, '4.3.5', 'Server configuration error'));
+    throw new Abort(this.reject(ev, LOCAL_ERROR, '4.3.5', 'Server configuration error', 'software'));
   }
 
   private deferIf(kind: 'permit' | 'reject', ev: Evaluation, code: number, dsn: string, text: string): Status {
@@ -836,7 +843,7 @@ export class Policy {
     };
     const isSender = replyClass === NAME_SENDER;
     const suffix = unknown.codeParam === 'alias' || this.params.show_user_unknown_table_name ? ` in ${unknown.table}` : '';
-    return this.reject(ev, codes[unknown.codeParam], isSender ? '5.1.0' : '5.1.1', `<${address}>: ${replyClass} rejected: User unknown${suffix}`);
+    return this.reject(ev, codes[unknown.codeParam], isSender ? '5.1.0' : '5.1.1', `<${address}>: ${replyClass} rejected: User unknown${suffix}`, 'bounce');
   }
 
   private checkRecipientMaps(ev: Evaluation, recipient: string): Status {
@@ -931,7 +938,7 @@ export class Policy {
           status = this.reject(ev, this.params.reject_code, '5.7.1', `<${replyName}>: ${replyClass} rejected: Access denied`);
           break;
         case 'reject_unauth_pipelining':
-          if (s.illegalPipelining) status = this.reject(ev, BAD_SEQUENCE, '5.5.0', `<${replyName}>: ${replyClass} rejected: Improper use of SMTP command pipelining`);
+          if (s.illegalPipelining) status = this.reject(ev, BAD_SEQUENCE, '5.5.0', `<${replyName}>: ${replyClass} rejected: Improper use of SMTP command pipelining`, 'protocol');
           break;
         case 'defer_if_permit':
           status = this.deferIf('permit', ev, MAILBOX_UNAVAILABLE_TEMP, '4.7.0', `<${replyName}>: ${replyClass} rejected: defer_if_permit requested`);

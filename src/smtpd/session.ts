@@ -2,7 +2,10 @@
  * One inbound SMTP session (Postfix smtpd.c smtpd_proto() and the command handlers): greeting,
  * the command loop with pipelining enforcement, error and junk limits, STARTTLS, MAIL/RCPT with
  * the access restrictions, DATA and BDAT into a cleanup transaction, and the connect/disconnect
- * log lines.
+ * log lines. Every command line read and reply line sent also goes into the session transcript,
+ * and every error reply notes its notify_classes class (Postfix `state->error_mask`, set where
+ * smtpd.c sets it); a transcript with an error of a class in notify_classes is mailed to the
+ * postmaster at the end of the session (./transcript.ts).
  *
  * Invariants (DESIGN section 4): every byte from the peer goes through the bounded LineReader
  * (line_length_limit, message_size_limit, smtpd_timeout); a Reply is the only thing written to
@@ -13,7 +16,7 @@
  */
 import type * as net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { CleanupInput, CleanupTxn, ClientFacts, EnvelopeRecipient } from '../cleanup/index.js';
+import { CleanupError, type CleanupInput, type CleanupTxn, type ClientFacts, type EnvelopeRecipient, postMail } from '../cleanup/index.js';
 import type { Params } from '../config/types.js';
 import type { Logger } from '../log/index.js';
 import { LineReader } from '../io/line-reader.js';
@@ -46,7 +49,7 @@ import {
   TRANSACTION_FAILED,
   USER_NOT_LOCAL,
 } from '../proto/smtp/codes.js';
-import { formatReply, type Reply, ReplyError, reply, softBounce } from '../proto/smtp/reply.js';
+import { formatReply, type Reply, ReplyError, reply, replyLines, softBounce } from '../proto/smtp/reply.js';
 import type { TlsSession } from '../tls/index.js';
 import { CommandStats, type Command, findCommand, helpText } from './commands.js';
 import type { Peer } from './peer.js';
@@ -54,6 +57,7 @@ import { printable, receivedHeader, sanitizeHelo } from './received.js';
 import { AccessHangup, type AccessActions, type CheckSubject, type DeferFlags, Policy } from './restrictions.js';
 import type { ServiceContext } from './service.js';
 import { type Token, tokenize } from './tokens.js';
+import { composeTranscriptNotice, HIDDEN, type MailErrorClass, Transcript, type TranscriptNotice } from './transcript.js';
 import { SaslServer } from '../sasl/index.js';
 
 /** 458 Unable to queue messages for node (RFC 1985 5). */
@@ -110,6 +114,21 @@ function escapeBytes(b: Buffer): string {
 }
 
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
+const utf8Lenient = new TextDecoder('utf-8');
+
+/** The notify class of a reply from cleanup (smtpd.c common_post_message_handling()). */
+function cleanupErrorClass(e: ReplyError): MailErrorClass {
+  if (!(e instanceof CleanupError)) return 'software';
+  if (e.status === 'write') return 'resource';
+  if (e.status === 'size' || e.status === 'hops') return 'bounce';
+  return 'policy';
+}
+
+/** An AUTH command as the transcript keeps it: the mechanism, not the initial response. */
+function hideAuthPayload(text: string): string {
+  const m = /^(\s*AUTH\s+\S+)\s+\S/i.exec(text);
+  return m === null ? text : `${m[1]} ${HIDDEN}`;
+}
 
 export class Session implements CheckSubject {
   // --- facts (CheckSubject) ---
@@ -163,6 +182,10 @@ export class Session implements CheckSubject {
   private notedBareLf = false;
   /** SASL state, made at the first AUTH (Postfix keeps one per session with the dovecot driver). */
   private sasl: SaslServer | null = null;
+  /** What the postmaster is sent when an error of a notify_classes class happened (./transcript.ts). */
+  private readonly transcript: Transcript;
+  /** Postmaster notices being queued; the session waits for them before its disconnect line. */
+  private readonly notices: Promise<void>[] = [];
 
   constructor(
     private readonly svc: ServiceContext,
@@ -175,6 +198,7 @@ export class Session implements CheckSubject {
     this.log = log;
     this.socket = raw;
     this.reader = new LineReader(raw, { lineLimit: this.params.line_length_limit });
+    this.transcript = new Transcript(this.params.notify_classes);
   }
 
   // --- CheckSubject logging ---
@@ -183,6 +207,10 @@ export class Session implements CheckSubject {
   }
   warning(text: string): void {
     this.log.warning(text);
+  }
+  /** Postfix `state->error_mask |= class`: the class of an error reply, for the postmaster notice. */
+  noteError(c: MailErrorClass): void {
+    this.transcript.error(c);
   }
 
   private subject(o: { sender?: string | null; recipient?: string | null; where?: string } = {}): CheckSubject {
@@ -218,6 +246,7 @@ export class Session implements CheckSubject {
       smtputf8: this.smtputf8,
       deferFlags: this.deferFlags,
       actions: this.accessActions,
+      noteError: (c) => this.noteError(c),
       info: (t) => this.log.info(t),
       warning: (t) => this.log.warning(t),
     };
@@ -240,11 +269,62 @@ export class Session implements CheckSubject {
     const footer = this.params.smtpd_reject_footer;
     if (footer !== '' && rr.code >= 400) rr = reply(rr.code, rr.enhanced, ...rr.lines, ...footer.split('\\n'));
     this.out.push(formatReply(rr));
+    for (const line of replyLines(rr)) this.chatOut(line);
     // Postfix hangs up after any 421 or 521 reply (smtpd_chat.c).
     if (rr.code === SERVICE_NOT_AVAILABLE || rr.code === DOES_NOT_ACCEPT_MAIL) this.hangup = true;
   }
 
-  private send(code: number, enhanced: string | null, text: string): Promise<void> {
+  /** A line read from the client, into the transcript (smtpd_chat_query()). */
+  private chatIn(text: string): void {
+    this.transcript.input(text);
+    if (this.transcript.full) this.chatReset(0);
+  }
+
+  /** A reply line as sent, into the transcript. */
+  private chatOut(line: string): void {
+    this.transcript.output(line);
+    if (this.transcript.full) this.chatReset(0);
+  }
+
+  /**
+   * Postfix chat_reset(): past `threshold` lines the transcript is reset, and mailed to the
+   * postmaster first when it holds an error of a notify_classes class.
+   */
+  private chatReset(threshold: number): void {
+    const n = this.transcript.reset(threshold, this.reason);
+    if (n !== null) this.notices.push(this.notifyPostmaster(n));
+  }
+
+  /**
+   * smtpd_chat_notify(): the transcript as a local submission from double-bounce@$myhostname to
+   * error_notice_recipient (bounce_notice_recipient after a `bounce` error). Never throws: a
+   * notice that cannot be queued is logged and dropped, as Postfix drops it when cleanup is busy.
+   */
+  private async notifyPostmaster(n: TranscriptNotice): Promise<void> {
+    const p = this.params;
+    try {
+      const content = composeTranscriptNotice(n, {
+        myhostname: p.myhostname,
+        myorigin: p.myorigin,
+        mail_name: p.mail_name,
+        error_notice_recipient: p.error_notice_recipient,
+        smtputf8_enable: p.smtputf8_enable,
+        namaddr: this.peer.namaddr,
+      });
+      await postMail(this.svc.cleanup, {
+        sender: `${p.double_bounce_sender}@${p.myhostname}`,
+        recipient: n.errors.has('bounce') ? p.bounce_notice_recipient : p.error_notice_recipient,
+        content,
+        now: Date.now(),
+      });
+    } catch (e) {
+      this.log.warning(`postmaster notify: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
+  /** Send a reply; an error reply names its notify class (Postfix `state->error_mask |= ...` before it). */
+  private send(code: number, enhanced: string | null, text: string, errorClass?: MailErrorClass): Promise<void> {
+    if (errorClass !== undefined) this.noteError(errorClass);
     return this.reply(reply(code, enhanced, text));
   }
 
@@ -309,7 +389,7 @@ export class Session implements CheckSubject {
       await this.fail(e);
     }
     try {
-      this.finish();
+      await this.finish();
     } catch (e) {
       smtpdCounters.exceptions++;
       this.log.warning(`internal error while closing session with ${this.peer.namaddr}: ${(e as Error).message}`);
@@ -335,7 +415,11 @@ export class Session implements CheckSubject {
     const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
     this.log.warning(`${this.queueId ?? 'NOQUEUE'}: internal error in ${this.where} from ${this.peer.namaddr}: ${msg.split('\n').slice(0, 3).join(' ')}`);
     this.log.info(`${this.queueId ?? 'NOQUEUE'}: reject: ${this.where} from ${this.peer.namaddr}: 421 4.3.0 ${this.params.myhostname} Server local data error`);
-    this.out.push(formatReply(reply(SERVICE_NOT_AVAILABLE, '4.3.0', `${this.params.myhostname} Server local data error`)));
+    // A bug in Postern, so a `software` error (Postfix's 421 for a local data error is `data`).
+    this.noteError('software');
+    const r = reply(SERVICE_NOT_AVAILABLE, '4.3.0', `${this.params.myhostname} Server local data error`);
+    this.out.push(formatReply(r));
+    for (const line of replyLines(r)) this.chatOut(line);
   }
 
   /** Greeting stage. Returns false when the session ends before the command loop. */
@@ -361,11 +445,12 @@ export class Session implements CheckSubject {
       const { count, rate } = this.svc.anvil.connect(this.anvilKey, p.anvil_rate_time_unit * 1000);
       if (p.smtpd_client_connection_count_limit > 0 && count > p.smtpd_client_connection_count_limit) {
         this.log.warning(`Connection concurrency limit exceeded: ${count} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
-        await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${p.myhostname} Error: too many connections from ${this.peer.addr}`);
+        await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${p.myhostname} Error: too many connections from ${this.peer.addr}`, 'policy');
         return false;
       }
       if (p.smtpd_client_connection_rate_limit > 0 && rate > p.smtpd_client_connection_rate_limit) {
         this.log.warning(`Connection rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
+        // Unlike the count limit, no error class in Postfix 3.7 (smtpd.c smtpd_proto()).
         await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${p.myhostname} Error: too many connections from ${this.peer.addr}`);
         return false;
       }
@@ -375,6 +460,7 @@ export class Session implements CheckSubject {
       const err = await this.svc.policy.checkClient(this.subject());
       if (err !== null) {
         this.accessDenied = err;
+        this.noteError('policy');
         await this.reply(err);
         this.errorCount++;
         return true;
@@ -397,10 +483,11 @@ export class Session implements CheckSubject {
       if (this.hangup) return;
       if (this.errorCount >= p.smtpd_hard_error_limit) {
         this.reason = 'too many errors';
-        await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${p.myhostname} Error: too many errors`);
+        await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${p.myhostname} Error: too many errors`, 'protocol');
         return;
       }
       const line = await this.readLine();
+      this.chatIn(hideAuthPayload(this.transcriptText(line.bytes)));
       if (line.truncated) {
         this.log.warning(`${this.peer.namaddr}: request longer than ${p.line_length_limit}: ${printable(line.bytes.subarray(0, 30).toString('latin1'))}...`);
       }
@@ -408,6 +495,7 @@ export class Session implements CheckSubject {
         const action = this.bareLfAction();
         if (action === 'reject') {
           this.log.info(Policy.whatsup(this.subject(), 'reject', 'bare <LF> received'));
+          this.noteError('protocol');
           await this.reply(bareLfReply(p.smtpd_forbid_bare_newline_reject_code, p.myhostname));
           return;
         }
@@ -421,7 +509,7 @@ export class Session implements CheckSubject {
         try {
           text = utf8Decoder.decode(bytes);
         } catch {
-          await this.send(SYNTAX_ERROR, '5.5.2', 'Error: bad UTF-8 syntax');
+          await this.send(SYNTAX_ERROR, '5.5.2', 'Error: bad UTF-8 syntax', 'protocol');
           this.errorCount++;
           continue;
         }
@@ -430,7 +518,7 @@ export class Session implements CheckSubject {
       }
       const argv = tokenize(text);
       if (argv.length === 0) {
-        await this.send(SYNTAX_ERROR, '5.5.2', 'Error: bad syntax');
+        await this.send(SYNTAX_ERROR, '5.5.2', 'Error: bad syntax', 'protocol');
         this.errorCount++;
         continue;
       }
@@ -460,7 +548,7 @@ export class Session implements CheckSubject {
         continue;
       }
       if (cmd === undefined) {
-        await this.send(SYNTAX_ERROR, '5.5.2', 'Error: command not recognized');
+        await this.send(SYNTAX_ERROR, '5.5.2', 'Error: command not recognized', 'protocol');
         this.errorCount++;
         continue;
       }
@@ -492,6 +580,13 @@ export class Session implements CheckSubject {
     }
   }
 
+  /** A line as the transcript keeps it: up to a NUL (Postfix keeps C strings), UTF-8 when enabled. */
+  private transcriptText(bytes: Buffer): string {
+    const nul = bytes.indexOf(0);
+    const b = nul >= 0 ? bytes.subarray(0, nul) : bytes;
+    return this.params.smtputf8_enable ? utf8Lenient.decode(b) : b.toString('latin1');
+  }
+
   /**
    * What a bare-LF line does to this session (Postfix 3.9 smtpd.c bare_lf_mask): `reject` (reply
    * and log "bare <LF> received"), `note` (the disconnect line ends in ` notes=bare_lf`), or
@@ -518,8 +613,11 @@ export class Session implements CheckSubject {
     return v as BareNewlinePolicy;
   }
 
-  /** End of session: anvil, the "X after CMD" line, TLS, transaction, `disconnect from`. */
-  private finish(): void {
+  /**
+   * End of session: anvil, the "X after CMD" line, the postmaster notice, TLS, transaction, the
+   * connection, and `disconnect from` once the notice is queued.
+   */
+  private async finish(): Promise<void> {
     if (this.anvilKey !== null) this.svc.anvil.disconnect(this.anvilKey, this.params.anvil_rate_time_unit * 1000);
     if (this.reason !== null && this.where) {
       if (this.where === WHERE_DATA) {
@@ -530,6 +628,7 @@ export class Session implements CheckSubject {
         this.log.info(`${this.reason} after ${this.where} from ${this.peer.namaddr}`);
       }
     }
+    this.chatReset(0);
     this.mailReset();
     this.flush();
     this.closed = true;
@@ -542,6 +641,7 @@ export class Session implements CheckSubject {
       s.once('close', () => clearTimeout(t));
     }
     if (s !== this.raw && !this.raw.destroyed) this.raw.once('close', () => {});
+    await Promise.all(this.notices);
     // Postfix 3.9 smtpd_format_cmd_stats(): aggregated notes after the counts.
     this.log.info(`disconnect from ${this.peer.namaddr}${this.stats.format()}${this.notedBareLf ? ' notes=bare_lf' : ''}`);
   }
@@ -631,7 +731,7 @@ export class Session implements CheckSubject {
    */
   private async requireHeloName(verb: 'HELO' | 'EHLO', argv: readonly Token[]): Promise<string | null> {
     if (argv.length < 2) {
-      await this.send(PARAM_SYNTAX_ERROR, null, `Syntax: ${verb} hostname`);
+      await this.send(PARAM_SYNTAX_ERROR, null, `Syntax: ${verb} hostname`, 'protocol');
       return null;
     }
     const name = argv
@@ -649,6 +749,7 @@ export class Session implements CheckSubject {
       }
     }
     this.heloReset();
+    this.chatReset(this.params.smtpd_history_flush_threshold);
     this.mailReset();
     this.rcptReset();
     return sanitizeHelo(name);
@@ -701,27 +802,27 @@ export class Session implements CheckSubject {
 
   async cmdStarttls(argv: readonly Token[]): Promise<boolean> {
     if (argv.length !== 1) {
-      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: STARTTLS');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: STARTTLS', 'protocol');
       return false;
     }
     if (this.tls !== null) {
-      await this.send(TRANSACTION_FAILED, '5.5.1', 'Error: TLS already active');
+      await this.send(TRANSACTION_FAILED, '5.5.1', 'Error: TLS already active', 'protocol');
       return false;
     }
     if (this.svc.tlsLevel === 'none' || this.svc.tlsWrapper || !this.keyword('starttls')) {
-      await this.send(NOT_IMPLEMENTED, '5.5.1', 'Error: command not implemented');
+      await this.send(NOT_IMPLEMENTED, '5.5.1', 'Error: command not implemented', 'protocol');
       return false;
     }
     if (this.svc.tls === null) {
       // RFC 3207 4.
-      await this.send(TEMPORARY_FAILURE, '4.7.0', 'TLS not available due to local problem');
+      await this.send(TEMPORARY_FAILURE, '4.7.0', 'TLS not available due to local problem', 'software');
       return false;
     }
     // smtpd_client_new_tls_session_rate_limit: refuse before the handshake burns CPU (smtpd.c).
     const rateKey = this.newTlsRateKey();
     if (rateKey !== null && this.svc.anvil.rate(rateKey, this.params.anvil_rate_time_unit * 1000) > this.params.smtpd_client_new_tls_session_rate_limit) {
       this.log.warning(`Refusing STARTTLS request from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
-      await this.send(TEMPORARY_FAILURE, '4.7.0', `Error: too many new TLS sessions from ${this.peer.namaddr}`);
+      await this.send(TEMPORARY_FAILURE, '4.7.0', `Error: too many new TLS sessions from ${this.peer.namaddr}`, 'policy');
       return false;
     }
     await this.send(SERVICE_READY, '2.0.0', 'Ready to start TLS');
@@ -779,15 +880,15 @@ export class Session implements CheckSubject {
       const rate = this.svc.anvil.event(rateKey, unitMs);
       if (rate > limit) {
         this.log.warning(`New TLS session rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
-        await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${this.params.myhostname} Error: too many new TLS sessions from ${this.peer.namaddr}`);
+        await this.send(SERVICE_NOT_AVAILABLE, '4.7.0', `${this.params.myhostname} Error: too many new TLS sessions from ${this.peer.namaddr}`, 'policy');
         return false;
       }
     }
     if (tlsEngine.requireCcert && !session.trusted) {
       const why = session.peerCert ? 'Client certificate not trusted' : 'No client certificate presented';
       this.log.info(`NOQUEUE: abort: TLS from ${this.peer.namaddr}: ${why}`);
-      if (!this.svc.tlsWrapper) await this.readLine();
-      await this.send(SERVICE_NOT_AVAILABLE, '4.7.1', `${this.params.myhostname} Error: ${why}`);
+      if (!this.svc.tlsWrapper) this.chatIn(this.transcriptText((await this.readLine()).bytes));
+      await this.send(SERVICE_NOT_AVAILABLE, '4.7.1', `${this.params.myhostname} Error: ${why}`, 'policy');
       return true;
     }
     return true;
@@ -814,6 +915,7 @@ export class Session implements CheckSubject {
   /** `334 text` exactly (the space stays when the challenge is empty, as Postfix sends it). */
   private sendChallenge(text: string): void {
     this.out.push(`${AUTH_CONTINUE} ${text}\r\n`);
+    this.chatOut(`${AUTH_CONTINUE} ${text}`);
   }
 
   /** AUTH (RFC 4954 4), as Postfix smtpd_sasl_auth_cmd() with the dovecot driver. */
@@ -821,24 +923,24 @@ export class Session implements CheckSubject {
     const p = this.params;
     if (!(await this.rateLimit('auth'))) return false;
     if (p.smtpd_helo_required && this.helo === null) {
-      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: send HELO/EHLO first');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: send HELO/EHLO first', 'policy');
       return false;
     }
     const mechs = this.saslMechanisms();
     if (mechs.length === 0 || !this.keyword('auth')) {
-      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: authentication not enabled');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: authentication not enabled', 'protocol');
       return false;
     }
     if (this.sender !== null) {
-      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: MAIL transaction in progress');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: MAIL transaction in progress', 'protocol');
       return false;
     }
     if (this.saslUsername !== null) {
-      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: already authenticated');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: already authenticated', 'protocol');
       return false;
     }
     if (argv.length < 2 || argv.length > 3) {
-      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: AUTH mechanism');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: AUTH mechanism', 'protocol');
       return false;
     }
     const db = this.svc.userDb!;
@@ -862,12 +964,14 @@ export class Session implements CheckSubject {
       } finally {
         this.reader.setLineLimit(p.line_length_limit);
       }
+      const text = line.bytes.toString('latin1');
+      // The client's answer to a challenge is a credential: kept as `[hidden]` (only `*` is shown).
+      this.chatIn(text === '*' ? text : HIDDEN);
       if (line.truncated) {
         this.log.warning(`${this.peer.namaddr}: request longer than ${p.smtpd_sasl_response_limit}: ${printable(line.bytes.subarray(0, 30).toString('latin1'))}...`);
         await this.send(SYNTAX_ERROR, '5.5.6', 'SASL response limit exceeded');
         return false;
       }
-      const text = line.bytes.toString('latin1');
       if (text === '*') {
         // RFC 4954 4: the client cancels.
         this.log.warning(`${this.peer.namaddr}: SASL ${method} authentication aborted`);
@@ -891,7 +995,7 @@ export class Session implements CheckSubject {
   }
 
   async cmdNotAuthorized(): Promise<boolean> {
-    await this.send(MAILBOX_UNAVAILABLE, '5.7.0', 'Error: insufficient authorization');
+    await this.send(MAILBOX_UNAVAILABLE, '5.7.0', 'Error: insufficient authorization', 'policy');
     return false;
   }
 
@@ -900,19 +1004,19 @@ export class Session implements CheckSubject {
   async cmdMail(argv: readonly Token[], line: string): Promise<boolean> {
     const p = this.params;
     if (p.smtpd_helo_required && this.helo === null) {
-      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: send HELO/EHLO first');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: send HELO/EHLO first', 'policy');
       return false;
     }
     if (this.sender !== null) {
-      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: nested MAIL command');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: nested MAIL command', 'protocol');
       return false;
     }
     if (this.bdat !== 'none') {
-      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: MAIL after BDAT');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: MAIL after BDAT', 'protocol');
       return false;
     }
     if (argv.length < 3 || argv[1]!.text.toLowerCase() !== 'from:') {
-      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: MAIL FROM:<address>');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: MAIL FROM:<address>', 'protocol');
       return false;
     }
     if (!(await this.rateLimit('mail'))) return false;
@@ -924,18 +1028,26 @@ export class Session implements CheckSubject {
       if (e instanceof ReplyError && e.reply.enhanced === '5.1.7' && !argv[2]!.error) {
         this.log.warning(`Illegal address syntax from ${this.peer.namaddr} in MAIL command: ${printable(argv[2]!.text)}`);
       }
+      if (e instanceof ReplyError) this.noteError('protocol');
       throw e;
     }
-    const params = parseMailParams(parsed.params, {
-      smtputf8_enable: p.smtputf8_enable && this.keyword('smtputf8'),
-      chunking: this.keyword('chunking'),
-      binarymime: false,
-      dsn: this.keyword('dsn'),
-    });
+    let params: MailParams;
+    try {
+      params = parseMailParams(parsed.params, {
+        smtputf8_enable: p.smtputf8_enable && this.keyword('smtputf8'),
+        chunking: this.keyword('chunking'),
+        binarymime: false,
+        dsn: this.keyword('dsn'),
+      });
+    } catch (e) {
+      // A SIZE= past what a file can hold is a policy error in Postfix; other bad parameters are protocol errors.
+      if (e instanceof ReplyError) this.noteError(e.reply.code === EXCEEDED_STORAGE ? 'policy' : 'protocol');
+      throw e;
+    }
     const sender = parsed.path.address;
     if (p.message_size_limit > 0 && params.size !== null && params.size > p.message_size_limit) {
       this.log.info(Policy.whatsup(this.subject({ sender }), 'reject', '552 5.3.4 Message size exceeds fixed limit'));
-      await this.send(EXCEEDED_STORAGE, '5.3.4', 'Message size exceeds fixed limit');
+      await this.send(EXCEEDED_STORAGE, '5.3.4', 'Message size exceeds fixed limit', 'policy');
       return false;
     }
     this.smtputf8 = params.smtputf8;
@@ -953,6 +1065,7 @@ export class Session implements CheckSubject {
       this.smtputf8 = false;
       if (e instanceof ReplyError) {
         this.log.info(Policy.whatsup(this.subject(), 'reject', `${e.reply.code} ${e.reply.enhanced} ${e.reply.lines.join(' ')}`));
+        this.noteError('resource');
       }
       throw e;
     }
@@ -982,13 +1095,13 @@ export class Session implements CheckSubject {
     if (rate <= limit) return true;
     if (kind === 'auth') {
       this.log.warning(`AUTH command rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
-      await this.send(MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Error: too many AUTH commands from ${this.peer.addr}`);
+      await this.send(MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Error: too many AUTH commands from ${this.peer.addr}`, 'policy');
     } else if (kind === 'mail') {
-      await this.send(MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Error: too much mail from ${this.peer.addr}`);
+      await this.send(MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Error: too much mail from ${this.peer.addr}`, 'policy');
       this.log.warning(`Message delivery request rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
     } else {
       this.log.warning(`Recipient address rate limit exceeded: ${rate} from ${this.peer.namaddr} for service ${this.svc.serviceName}`);
-      await this.send(MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Error: too many recipients from ${this.peer.addr}`);
+      await this.send(MAILBOX_UNAVAILABLE_TEMP, '4.7.1', `Error: too many recipients from ${this.peer.addr}`, 'policy');
     }
     return false;
   }
@@ -999,6 +1112,7 @@ export class Session implements CheckSubject {
       this.txn = await this.svc.cleanup.open();
     } catch (e) {
       if (e instanceof ReplyError) {
+        this.noteError(cleanupErrorClass(e));
         await this.reply(e.reply);
         return false;
       }
@@ -1019,15 +1133,15 @@ export class Session implements CheckSubject {
   async cmdRcpt(argv: readonly Token[], line: string): Promise<boolean> {
     const p = this.params;
     if (this.sender === null) {
-      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: need MAIL command');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: need MAIL command', 'protocol');
       return false;
     }
     if (this.bdat !== 'none') {
-      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: RCPT after BDAT');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: RCPT after BDAT', 'protocol');
       return false;
     }
     if (argv.length < 3 || argv[1]!.text.toLowerCase() !== 'to:') {
-      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: RCPT TO:<address>');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: RCPT TO:<address>', 'protocol');
       return false;
     }
     if (!(await this.rateLimit('rcpt'))) return false;
@@ -1039,13 +1153,22 @@ export class Session implements CheckSubject {
       if (e instanceof ReplyError && e.reply.enhanced === '5.1.3' && !argv[2]!.error) {
         this.log.warning(`Illegal address syntax from ${this.peer.namaddr} in RCPT command: ${printable(argv[2]!.text)}`);
       }
+      if (e instanceof ReplyError) this.noteError('protocol');
       throw e;
     }
-    const rparams = parseRcptParams(parsed.params, { dsn: this.keyword('dsn') });
+    let rparams: ReturnType<typeof parseRcptParams>;
+    try {
+      rparams = parseRcptParams(parsed.params, { dsn: this.keyword('dsn') });
+    } catch (e) {
+      if (e instanceof ReplyError) this.noteError('protocol');
+      throw e;
+    }
     if (p.smtpd_recipient_limit > 0 && this.rcptCount >= p.smtpd_recipient_limit) {
       await this.send(INSUFFICIENT_STORAGE, '4.5.3', 'Error: too many recipients');
       // Postfix rcpt_cmd(): the first smtpd_recipient_overshoot_limit of these are not errors.
-      return this.rcptOvershoot++ < p.smtpd_recipient_overshoot_limit;
+      if (this.rcptOvershoot++ < p.smtpd_recipient_overshoot_limit) return true;
+      this.noteError('policy');
+      return false;
     }
     const address = parsed.path.address;
     const err = await this.svc.policy.checkRcpt(this.subject({ recipient: address }));
@@ -1067,16 +1190,16 @@ export class Session implements CheckSubject {
 
   async cmdData(argv: readonly Token[]): Promise<boolean> {
     if (this.bdat !== 'none') {
-      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: DATA after BDAT');
+      await this.send(BAD_SEQUENCE, '5.5.1', 'Error: DATA after BDAT', 'protocol');
       return false;
     }
     if (this.rcptCount === 0) {
-      if (this.sender === null) await this.send(BAD_SEQUENCE, '5.5.1', 'Error: need RCPT command');
+      if (this.sender === null) await this.send(BAD_SEQUENCE, '5.5.1', 'Error: need RCPT command', 'protocol');
       else await this.send(TRANSACTION_FAILED, '5.5.1', 'Error: no valid recipients');
       return false;
     }
     if (argv.length !== 1) {
-      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: DATA');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: DATA', 'protocol');
       return false;
     }
     const err = await this.svc.policy.checkData(this.subject({ recipient: this.rcptCount > 1 ? null : this.recipient }));
@@ -1157,11 +1280,12 @@ export class Session implements CheckSubject {
     let ok = false;
     if (error === null && bareLf) {
       this.log.info(Policy.whatsup(this.subject(), 'reject', 'bare <LF> received'));
+      this.noteError('protocol');
       await this.reply(bareLfReply(p.smtpd_forbid_bare_newline_reject_code, p.myhostname));
     } else if (error === 'size') {
-      await this.send(EXCEEDED_STORAGE, '5.3.4', 'Error: message file too big');
+      await this.send(EXCEEDED_STORAGE, '5.3.4', 'Error: message file too big', 'bounce');
     } else if (error === 'write' || this.txn === null) {
-      await this.send(LOCAL_ERROR, '4.3.0', 'Error: queue file write error');
+      await this.send(LOCAL_ERROR, '4.3.0', 'Error: queue file write error', 'resource');
     } else {
       const txn = this.txn;
       if (this.svc.policy.eod.length > 0) {
@@ -1171,6 +1295,7 @@ export class Session implements CheckSubject {
           // file is removed. Postfix 3.7 keeps the sender, so its next MAIL gets "nested MAIL
           // command" (a documented postern_only conversation).
           await this.reply(err);
+          this.chatReset(p.smtpd_history_flush_threshold);
           this.mailReset();
           this.rcptReset();
           return false;
@@ -1199,15 +1324,18 @@ export class Session implements CheckSubject {
         this.txn = null;
         ok = true;
         this.errorCount = 0;
+        this.transcript.forgive();
         this.junkCmds = 0;
         if (isBdat) await this.send(OK, '2.0.0', `Ok: ${this.actSize} bytes queued as ${r.queueId}`);
         else await this.send(OK, '2.0.0', `Ok: queued as ${r.queueId}`);
       } catch (e) {
         this.txn = null;
         if (!(e instanceof ReplyError)) throw e;
+        this.noteError(cleanupErrorClass(e));
         await this.reply(e.reply);
       }
     }
+    this.chatReset(p.smtpd_history_flush_threshold);
     this.mailReset();
     this.rcptReset();
     return ok;
@@ -1264,13 +1392,13 @@ export class Session implements CheckSubject {
   async cmdBdat(argv: readonly Token[], line: string): Promise<boolean> {
     const p = this.params;
     if (!this.keyword('chunking')) {
-      await this.send(DOES_NOT_ACCEPT_MAIL, '5.5.1', 'Error: command not implemented');
+      await this.send(DOES_NOT_ACCEPT_MAIL, '5.5.1', 'Error: command not implemented', 'protocol');
       return false;
     }
     const last = argv.length === 3;
     if (argv.length < 2 || argv.length > 3 || !/^\d+$/.test(argv[1]!.text) || argv[1]!.text.length > 18 || (last && argv[2]!.text.toUpperCase() !== 'LAST')) {
       this.log.warning(`${this.queueId ?? 'NOQUEUE'}: malformed BDAT command syntax from ${this.peer.namaddr}: ${printable(line).slice(0, 100)}`);
-      await this.send(DOES_NOT_ACCEPT_MAIL, '5.5.4', 'Syntax: BDAT count [LAST]');
+      await this.send(DOES_NOT_ACCEPT_MAIL, '5.5.4', 'Syntax: BDAT count [LAST]', 'protocol');
       return false;
     }
     const size = Number(argv[1]!.text);
@@ -1281,6 +1409,7 @@ export class Session implements CheckSubject {
     if (this.bdat === 'error') return this.skipBdat(size, last, reply(USER_NOT_LOCAL, '5.0.0', `Discarded ${size} bytes after earlier error`));
     if (this.bdat === 'none') {
       if (this.rcptCount === 0) {
+        if (this.sender === null) this.noteError('protocol');
         return this.skipBdat(size, last, this.sender === null ? reply(BAD_SEQUENCE, '5.5.1', 'Error: need RCPT command') : reply(TRANSACTION_FAILED, '5.5.1', 'Error: no valid recipients'));
       }
       const err = await this.svc.policy.checkData(this.subject({ recipient: this.rcptCount > 1 ? null : this.recipient }));
@@ -1288,6 +1417,7 @@ export class Session implements CheckSubject {
     }
     if (p.message_size_limit > 0 && this.actSize > p.message_size_limit - size) {
       this.log.warning(`${this.queueId ?? 'NOQUEUE'}: BDAT request from ${this.peer.namaddr} exceeds message size limit`);
+      this.noteError('policy');
       return this.skipBdat(size, last, reply(EXCEEDED_STORAGE, '5.3.4', 'Chunk exceeds message size limit'));
     }
     if (this.bdat === 'none') {
@@ -1334,9 +1464,10 @@ export class Session implements CheckSubject {
 
   async cmdRset(argv: readonly Token[]): Promise<boolean> {
     if (argv.length !== 1) {
-      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: RSET');
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', 'Syntax: RSET', 'protocol');
       return false;
     }
+    this.chatReset(this.params.smtpd_history_flush_threshold);
     this.mailReset();
     this.rcptReset();
     await this.send(OK, '2.0.0', 'Ok');
@@ -1351,7 +1482,7 @@ export class Session implements CheckSubject {
   async cmdVrfy(argv: readonly Token[]): Promise<boolean> {
     const p = this.params;
     if (p.disable_vrfy_command) {
-      await this.send(NOT_IMPLEMENTED, '5.5.1', 'VRFY command is disabled');
+      await this.send(NOT_IMPLEMENTED, '5.5.1', 'VRFY command is disabled', 'policy');
       return false;
     }
     let args = argv.slice(1).map((t) => t.text);
@@ -1361,7 +1492,7 @@ export class Session implements CheckSubject {
       smtputf8 = true;
     }
     if (args.length < 1) {
-      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', `Syntax: VRFY address${p.smtputf8_enable ? ' [SMTPUTF8]' : ''}`);
+      await this.send(PARAM_SYNTAX_ERROR, '5.5.4', `Syntax: VRFY address${p.smtputf8_enable ? ' [SMTPUTF8]' : ''}`, 'protocol');
       return false;
     }
     if (!(await this.rateLimit('rcpt'))) return false;
@@ -1370,7 +1501,7 @@ export class Session implements CheckSubject {
     try {
       address = parseRcptTo(`TO:${text.startsWith('<') ? text : `<${text}>`}`, { smtputf8 }).path.address;
     } catch {
-      await this.send(PARAM_SYNTAX_ERROR, '5.1.3', 'Bad recipient address syntax');
+      await this.send(PARAM_SYNTAX_ERROR, '5.1.3', 'Bad recipient address syntax', 'protocol');
       return false;
     }
     const saved = this.smtputf8;
@@ -1387,15 +1518,15 @@ export class Session implements CheckSubject {
 
   async cmdEtrn(argv: readonly Token[]): Promise<boolean> {
     if (this.params.smtpd_helo_required && this.helo === null) {
-      await this.send(BAD_SEQUENCE, null, 'Error: send HELO/EHLO first');
+      await this.send(BAD_SEQUENCE, null, 'Error: send HELO/EHLO first', 'policy');
       return false;
     }
     if (this.sender !== null) {
-      await this.send(BAD_SEQUENCE, null, 'Error: MAIL transaction in progress');
+      await this.send(BAD_SEQUENCE, null, 'Error: MAIL transaction in progress', 'protocol');
       return false;
     }
     if (argv.length !== 2) {
-      await this.send(SYNTAX_ERROR, null, 'Syntax: ETRN domain');
+      await this.send(SYNTAX_ERROR, null, 'Syntax: ETRN domain', 'protocol');
       return false;
     }
     let site = argv[1]!.text;
@@ -1403,7 +1534,7 @@ export class Session implements CheckSubject {
     // RFC 1985 5; as an extension an address literal in [] (Postfix).
     const literal = /^\[(?:IPv6:)?[0-9A-Fa-f:.]+\]$/.test(site);
     if (!literal && !/^[A-Za-z0-9_.-]+$/.test(site)) {
-      await this.send(PARAM_SYNTAX_ERROR, null, 'Error: invalid parameter syntax');
+      await this.send(PARAM_SYNTAX_ERROR, null, 'Error: invalid parameter syntax', 'protocol');
       return false;
     }
     const err = await this.svc.policy.checkEtrn(this.subject(), site);

@@ -163,6 +163,57 @@ describe('postern run: end to end', () => {
       await server.stop();
     }
   });
+
+  test('e2e: notify_classes = policy: a session with a rejected recipient brings the postmaster a transcript in its Maildir', async () => {
+    const dir = makeTestDir('postern-e2e-notify-');
+    dirs.push(dir);
+    const c = await writeConfig(dir, {
+      users: 2,
+      mainCf: [
+        'notify_classes = policy',
+        // postmaster@$myorigin (error_notice_recipient's default, qualified) is the virtual user u1.
+        'virtual_alias_maps = inline:{ { postmaster@mx.example.test = u1@example.test } }',
+        'smtpd_recipient_restrictions = check_recipient_access inline:{ { spam@example.test = REJECT no spam please } }, permit_mynetworks, reject_unauth_destination',
+      ].join('\n'),
+    });
+    const server = new Server(c);
+    try {
+      await server.ready();
+      const s = await SmtpClient.connect(c.port);
+      await s.read();
+      await s.cmd('EHLO client.example.test');
+      await s.cmd('MAIL FROM:<sender@example.test>');
+      assert.equal(await s.cmd('RCPT TO:<spam@example.test>'), '554 5.7.1 <spam@example.test>: Recipient address rejected: no spam please');
+      assert.equal(await s.cmd('QUIT'), '221 2.0.0 Bye');
+      s.close();
+      const line = await server.waitForLog(/postfix\/qmgr\[\d+\]: (\w+): from=<double-bounce@mx\.example\.test>, size=\d+, nrcpt=1 \(queue active\)\n/);
+      const qid = /: (\w+): from=/.exec(line)![1]!;
+      await server.waitForLog(new RegExp(`postfix/virtual\\[\\d+\\]: ${qid}: to=<u1@example\\.test>, orig_to=<postmaster>, relay=virtual, .*status=sent \\(delivered to maildir\\)\\n`));
+      const files = maildirFiles(path.join(c.mailBase, 'u1'));
+      assert.equal(files.length, 1);
+      const text = fs.readFileSync(files[0]!, 'utf8');
+      assert.match(text, /^Return-Path: <double-bounce@mx\.example\.test>\nX-Original-To: postmaster\nDelivered-To: u1@example\.test\nReceived: by mx\.example\.test \(Postfix\)\n/);
+      assert.match(text, /\nFrom: Mail Delivery System <MAILER-DAEMON@mx\.example\.test>\nTo: Postmaster <postmaster@mx\.example\.test>\nSubject: Postfix SMTP server: errors from unknown\[127\.0\.0\.1\]\n/);
+      assert.ok(
+        text.endsWith(
+          [
+            ' In:  RCPT TO:<spam@example.test>',
+            ' Out: 554 5.7.1 <spam@example.test>: Recipient address rejected: no spam please',
+            ' In:  QUIT',
+            ' Out: 221 2.0.0 Bye',
+            '',
+            '',
+            'For other details, see the local mail logfile',
+            '',
+          ].join('\n'),
+        ),
+        text,
+      );
+      assert.deepEqual(server.log().split('\n').filter((l) => /warning:|fatal:|panic:/.test(l) && !l.includes('overriding earlier entry')), []);
+    } finally {
+      await server.stop();
+    }
+  });
 });
 
 function readAll(file: string): string {

@@ -275,6 +275,10 @@ describe('smtpd: limits and bad input', () => {
       // The session goes on.
       assert.equal(await c.cmd('MAIL FROM:<a@client.example.test>'), '250 2.1.0 Ok');
       await c.cmd('QUIT');
+      // The write error is a resource error: the postmaster notice (default notify_classes) fails
+      // the same way, and the session ends once it has been tried.
+      await pt.waitFor(/disconnect from/);
+      assert.ok(pt.lines().some((l) => l.endsWith('warning: postmaster notify: 451 4.3.0 Error: queue file write error')), pt.lines().join('\n'));
       const { readdirSync } = await import('node:fs');
       const files = readdirSync(`${pt.queueDir}/incoming`);
       assert.deepEqual(files, []);

@@ -271,7 +271,7 @@ export const PARAMS = {
   smtpd_soft_error_limit: int('10', 'smtpd', 'Errors after which each error reply is delayed by smtpd_error_sleep_time.'),
   smtpd_hard_error_limit: int('${stress?{1}:{20}}', 'smtpd', 'Errors after which the server disconnects.', { min: 1 }),
   smtpd_junk_command_limit: int('${stress?{1}:{100}}', 'smtpd', 'NOOP/VRFY/ETRN/RSET commands that count as errors before the limit applies.', { min: 1 }),
-  smtpd_history_flush_threshold: int('100', 'smtpd', 'Lines of SMTP history kept for postmaster notices.'),
+  smtpd_history_flush_threshold: int('100', 'smtpd', 'SMTP session transcript lines past which HELO, EHLO, RSET and the end of a message flush it (a postmaster notice when it holds a notify_classes error).'),
   smtpd_min_data_rate: int('500', 'smtpd', 'The minimal data rate (bytes/s) a client must keep during DATA/BDAT.'),
   smtpd_delay_open_until_valid_rcpt: bool('yes', 'smtpd', 'Create the queue file only after a recipient is accepted.'),
   smtpd_authorized_xclient_hosts: list('', 'smtpd', 'Clients allowed to use XCLIENT.'),
