@@ -318,6 +318,67 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
   });
 });
 
+/**
+ * One session with errors, the same bytes to both servers: a restriction rejects a recipient, an
+ * address too long for one line of the transcript, an unknown command, and the client hangs up
+ * without QUIT. Returns the replies.
+ */
+async function erroneousSession(port: number, o: { rcpt?: boolean } = {}): Promise<string[]> {
+  const c = await SmtpClient.connect(port);
+  const replies: string[] = [];
+  try {
+    replies.push(await c.read());
+    for (const line of [
+      'EHLO client.example.test',
+      `MAIL FROM:<${SENDER}>`,
+      ...(o.rcpt === false ? [] : ['RCPT TO:<spam@example.test>', `RCPT TO:<${'x'.repeat(90)} y z@example.test>`, 'XYZZY plugh']),
+    ]) {
+      replies.push(await c.cmd(line));
+    }
+  } finally {
+    c.close();
+  }
+  return replies;
+}
+
+describe('smtpd postmaster notices side by side with Postfix 3.7', { skip }, () => {
+  // postmaster@$myorigin is an alias of the virtual user u1 in both servers.
+  const common = ['virtual_alias_maps = inline:{ { postmaster@mx.example.test = u1@example.test } }'];
+
+  it('notify_classes = policy: a restriction\'s rejection mails the postmaster the transcript Postfix sends (envelope from double-bounce@, X-Original-To: postmaster, From, To, Subject, wrapped In:/Out: lines, Session aborted)', async () => {
+    const p = await startBoth([
+      ...common,
+      'notify_classes = policy',
+      'smtpd_recipient_restrictions = check_recipient_access inline:{ { spam@example.test = REJECT no spam please } }, permit_mynetworks, reject_unauth_destination',
+    ]);
+    try {
+      const [theirs, mine] = await Promise.all([erroneousSession(p.pfPort), erroneousSession(p.ptPort)]);
+      assert.deepEqual(mine, theirs);
+      const m = await p.both('u1');
+      assert.match(m.postern, /^Return-Path: <double-bounce@mx\.example\.test>\nX-Original-To: postmaster\nDelivered-To: u1@example\.test\n/);
+      assert.match(m.postern, /\nSubject: Postfix SMTP server: errors from unknown\[127\.0\.0\.1\]\n/);
+      assert.match(m.postern, /\n Out: 554 5\.7\.1 <spam@example\.test>: Recipient address rejected: no spam please\n/);
+      assert.match(m.postern, /\nSession aborted, reason: lost connection\n/);
+      assert.equal(bounceNormalize(m.postern), bounceNormalize(m.postfix));
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it('default notify_classes (resource, software): 452 4.3.1 Insufficient system storage at MAIL mails the postmaster the transcript Postfix sends', async () => {
+    const p = await startBoth([...common, 'queue_minfree = 1000000000000000']);
+    try {
+      const [theirs, mine] = await Promise.all([erroneousSession(p.pfPort, { rcpt: false }), erroneousSession(p.ptPort, { rcpt: false })]);
+      assert.equal(mine.at(-1), '452 4.3.1 Insufficient system storage');
+      assert.deepEqual(mine, theirs);
+      const m = await p.both('u1');
+      assert.equal(bounceNormalize(m.postern), bounceNormalize(m.postfix));
+    } finally {
+      await p.stop();
+    }
+  });
+});
+
 /** What differs between two bounces of equal messages: queue ids, dates, boundaries, message ids. */
 function bounceNormalize(text: string): string {
   return normalize(text)
