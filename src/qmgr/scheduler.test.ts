@@ -12,7 +12,7 @@ import { Log, type MemoryLog } from '../log/index.js';
 import type { DeliveryAgent, DeliveryRequest, DeliveryStatus } from '../queue/delivery.js';
 import { queueFilePath } from '../queue/directories.js';
 import type { EnvelopeRecipient } from '../queue/envelope.js';
-import { readQueueFile } from '../queue/file.js';
+import { readMessage, readQueueFile } from '../queue/file.js';
 import { readStateLog } from '../queue/state-log.js';
 import { triggerQmgr } from '../queue/trigger.js';
 import { FORCE_EXPIRE_MODE, Qmgr, type TransportAgent } from './scheduler.js';
@@ -459,19 +459,106 @@ describe('qmgr: delivery', () => {
     }
   });
 
-  test('qmgr: postsuper -e (group-execute bit) force-expires a deferred message', async () => {
+  test('qmgr: postsuper -e (group-execute bit) returns a deferred message with the reason of its last deferral, without another delivery attempt', async () => {
     const s = await setup();
-    const agent = new FakeAgent(() => ({ dsn: '4.0.0', reason: 'later' }));
+    const bounces: string[] = [];
+    let tries = 0;
+    const agent = new FakeAgent(async (r, req) => {
+      if (req.sender === '') {
+        bounces.push((await readMessage(req.file!)).toString('utf8').replace(/\r\n/g, '\n'));
+        return { dsn: '2.0.0' };
+      }
+      if (r.address.startsWith('carol')) return { dsn: '2.0.0' };
+      tries++;
+      return { dsn: '4.2.0', reason: tries === 1 ? 'mailbox locked' : 'mailbox busy' };
+    });
     const m = await s.start({ local: agent });
     try {
-      const id = await s.submit(['bob@mx.example.test']);
-      await s.waitFor(/status=deferred/);
+      const id = await s.submit(['bob@mx.example.test', 'carol@mx.example.test']);
+      await s.waitFor(/status=deferred \(mailbox locked\)/);
       await m.idle();
+      await m.flush();
+      await s.waitFor(/status=deferred \(mailbox busy\)/);
+      await m.idle();
+      const before = agent.requests.length;
+      const lines = s.log.lines.length;
       await fsp.chmod(queueFilePath(s.q, 'deferred', id), 0o600 | FORCE_EXPIRE_MODE);
       await m.flush();
       await s.waitFor(new RegExp(`${id}: removed`));
+      await until(() => bounces.length === 1, 'the bounce delivered');
+      // Postfix 3.7 qmgr_active_done_25_generic(): no error(8) line, the bounce from the defer log.
+      const mine = s.log.lines
+        .slice(lines)
+        .map((l) => /postfix\/(\w+)\[\d+\]: (.*)$/.exec(l)!)
+        .filter((x) => x[2]!.startsWith(`${id}: `))
+        .map((x) => `${x[1]}: ${x[2]!.replace(/size=\d+/, 'size=N').replace(/notification: \w+$/, 'notification: NEW')}`);
+      assert.deepEqual(mine, [
+        `qmgr: ${id}: from=<alice@mx.example.test>, size=N, nrcpt=1 (queue active)`,
+        `qmgr: ${id}: from=<alice@mx.example.test>, status=force-expired, returned to sender`,
+        `bounce: ${id}: sender non-delivery notification: NEW`,
+        `qmgr: ${id}: removed`,
+      ]);
+      assert.equal(agent.requests.filter((r) => r.queueId === id).length, before, 'no delivery attempt');
+      assert.match(bounces[0]!, /\n<bob@mx\.example\.test>: mailbox busy\n/);
+      assert.match(bounces[0]!, /\nStatus: 4\.2\.0\nDiagnostic-Code: X-Postfix; mailbox busy\n/);
+      assert.doesNotMatch(bounces[0]!, /carol@|mailbox locked|administratively/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: a force-expired message never deferred goes to the retry service, which logs and reports "message is administratively expired"', async () => {
+    const s = await setup();
+    const bounces: string[] = [];
+    const agent = new FakeAgent(async (_r, req) => {
+      if (req.sender === '') bounces.push((await readMessage(req.file!)).toString('utf8').replace(/\r\n/g, '\n'));
+      return { dsn: '2.0.0' };
+    });
+    await (await s.start({})).stop();
+    const id = await s.submit(['bob@mx.example.test']);
+    await fsp.chmod(queueFilePath(s.q, 'incoming', id), 0o600 | FORCE_EXPIRE_MODE);
+    const m = await s.start({ local: agent });
+    try {
+      await s.waitFor(new RegExp(`${id}: removed`));
+      await until(() => bounces.length === 1, 'the bounce delivered');
+      assert.equal(agent.requests.filter((r) => r.queueId === id).length, 0, 'never delivered');
+      assert.ok(s.log.lines.some((l) => new RegExp(`postfix/error\\[\\d+\\]: ${id}: to=<bob@mx\\.example\\.test>, relay=none, .*dsn=4\\.7\\.0, status=deferred \\(message is administratively expired\\)$`).test(l)));
       assert.ok(s.texts().includes(`${id}: from=<alice@mx.example.test>, status=force-expired, returned to sender`));
-      assert.ok(s.log.lines.some((l) => /postfix\/error\[\d+\]: .*dsn=4\.7\.0, status=deferred \(message is administratively expired\)/.test(l)));
+      assert.match(bounces[0]!, /\nStatus: 4\.7\.0\nDiagnostic-Code: X-Postfix; message is administratively expired\n/);
+    } finally {
+      await m.stop();
+    }
+  });
+
+  test('qmgr: a force-expired virtual alias returns each deferred address with its own reason, Remote-MTA and diagnostic; delivered ones are not reported', async () => {
+    const s = await setup('virtual_alias_maps = inline:{ {team@alias.example = a@mx.example.test, b@far.example, c@far.example} }\nvirtual_alias_domains = alias.example\n');
+    const bounces: string[] = [];
+    const local = new FakeAgent(async (_r, req) => {
+      if (req.sender === '') bounces.push((await readMessage(req.file!)).toString('utf8').replace(/\r\n/g, '\n'));
+      return { dsn: '2.0.0' };
+    });
+    const smtp = new FakeAgent(
+      (r) =>
+        r.address.startsWith('b@')
+          ? { dsn: '4.4.1', reason: 'Connection refused' }
+          : { dsn: '4.2.2', reason: 'host far.example[192.0.2.9] said: 452 4.2.2 mailbox full (in reply to RCPT TO command)', remoteMta: 'far.example', diagnostic: '452 4.2.2 mailbox full' },
+      'far.example[192.0.2.9]:25',
+    );
+    const m = await s.start({ local, smtp });
+    try {
+      const id = await s.submit(['team@alias.example']);
+      await s.waitFor(/to=<c@far\.example>, orig_to=<team@alias\.example>, .*status=deferred/);
+      await m.idle();
+      const tries = smtp.requests.length;
+      await fsp.chmod(queueFilePath(s.q, 'deferred', id), 0o600 | FORCE_EXPIRE_MODE);
+      await m.flush();
+      await s.waitFor(new RegExp(`${id}: removed`));
+      await until(() => bounces.length === 1, 'the bounce delivered');
+      assert.equal(smtp.requests.length, tries, 'no delivery attempt');
+      const b = bounces[0]!;
+      assert.match(b, /\n<b@far\.example> \(expanded from <team@alias\.example>\): Connection refused\n/);
+      assert.match(b, /\nFinal-Recipient: rfc822; c@far\.example\nOriginal-Recipient: rfc822; team@alias\.example\nAction: failed\nStatus: 4\.2\.2\nRemote-MTA: dns; far\.example\nDiagnostic-Code: smtp; 452 4\.2\.2 mailbox full\n/);
+      assert.doesNotMatch(b, /Final-Recipient: rfc822; a@/);
     } finally {
       await m.stop();
     }

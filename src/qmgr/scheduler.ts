@@ -30,7 +30,7 @@ import { type EnvelopeRecipient, originalRecipient } from '../queue/envelope.js'
 import { type QueueFile, readQueueFile } from '../queue/file.js';
 import { isQueueId } from '../queue/id.js';
 import { queueKick } from '../queue/kick.js';
-import { type DoneRecord, removeStateLog, StateLog, type StateRecord } from '../queue/state-log.js';
+import { type DeferredRecord, type DoneRecord, removeStateLog, StateLog, type StateRecord } from '../queue/state-log.js';
 import { Resolver, splitAddress, splitExtension } from '../resolve/index.js';
 import { builtinErrorAgent } from './builtin.js';
 import { deliveryLogLine } from './log-line.js';
@@ -114,6 +114,11 @@ interface ActiveMessage {
   readonly success: Outcome[];
   readonly bounced: Outcome[];
   readonly deferred: Outcome[];
+  /**
+   * Force-expired (`postsuper -e`): the last deferral of each recipient not done, by deferKey().
+   * They are returned to the sender as they are, without a new delivery attempt (Postfix's defer log).
+   */
+  readonly lastDeferred: ReadonlyMap<string, DeferredRecord>;
   /** Appends of this pass (awaited before the message is finished); never reject. */
   writes: Promise<void>[];
   /** The first failed append of this pass. */
@@ -131,6 +136,16 @@ function isExpandedDone(r: StateRecord): r is ExpandedDoneRecord {
 }
 
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** A deferred record's recipient: the envelope index, and the address when it was one of an expansion. */
+const deferKey = (index: number, address: string | null): string => (address === null ? `${index}` : `${index}\0${address.toLowerCase()}`);
+
+/** The last deferred record per recipient (deferKey()). */
+function lastDeferrals(records: readonly StateRecord[]): Map<string, DeferredRecord> {
+  const out = new Map<string, DeferredRecord>();
+  for (const r of records) if (r.kind === 'deferred') out.set(deferKey(r.rcpt, r.address ?? null), r);
+  return out;
+}
 
 export class Qmgr {
   private params: Params;
@@ -382,13 +397,15 @@ export class Qmgr {
       await this.deferFile(id, this.params.minimal_backoff_time);
       return;
     }
+    const forceExpire = (mode & FORCE_EXPIRE_MODE) !== 0;
     const msg: ActiveMessage = {
       id,
       path,
       qf,
       state,
       activeTime: this.clock(),
-      forceExpire: (mode & FORCE_EXPIRE_MODE) !== 0,
+      forceExpire,
+      lastDeferred: forceExpire ? lastDeferrals(state.records) : new Map(),
       pending: 0,
       expandedDone: new Map(),
       expansionSize: new Map(),
@@ -485,7 +502,8 @@ export class Qmgr {
       const er = env.recipients[i]!;
       const exp = this.resolver.expandVirtual(er.address);
       if (!exp.ok) {
-        add('retry', `${exp.dsn} ${exp.reason}`, { index: i, envelope: er, address: this.resolver.canonicalize(er.address), expandedFrom: null });
+        const rcpt: Rcpt = { index: i, envelope: er, address: this.resolver.canonicalize(er.address), expandedFrom: null };
+        if (!this.returnDeferred(msg, rcpt)) add('retry', `${exp.dsn} ${exp.reason}`, rcpt);
         continue;
       }
       const multi = exp.addresses.length > 1;
@@ -508,6 +526,10 @@ export class Qmgr {
           }
         }
         if (msg.forceExpire) {
+          // qmgr_message_alloc()/qmgr_message_resolve(): a force-expired message is never delivered.
+          // A recipient with a deferral on record is returned with that reason as it is (no log
+          // line of its own); one without goes to retry, so the bounce still says why.
+          if (this.returnDeferred(msg, rcpt)) continue;
           transport = 'retry';
           nexthop = '4.7.0 message is administratively expired';
         }
@@ -527,6 +549,31 @@ export class Qmgr {
         msg.pending++;
       }
     }
+  }
+
+  /**
+   * Force-expired: take the recipient's last deferral as its outcome, for the bounce finish()
+   * sends. False when there is none (never deferred: from incoming/ or hold/).
+   */
+  private returnDeferred(msg: ActiveMessage, rcpt: Rcpt): boolean {
+    if (!msg.forceExpire) return false;
+    const rec = msg.lastDeferred.get(deferKey(rcpt.index, rcpt.expandedFrom !== null ? rcpt.address : null));
+    if (rec === undefined) return false;
+    msg.deferred.push({
+      rcpt,
+      status: {
+        index: rcpt.index,
+        dsn: rec.status,
+        action: 'deferred',
+        reason: rec.reason,
+        relay: 'none',
+        connSeconds: 0,
+        xmitSeconds: 0,
+        ...(rec.remoteMta !== undefined ? { remoteMta: rec.remoteMta } : {}),
+        ...(rec.diagnostic !== undefined ? { diagnostic: rec.diagnostic } : {}),
+      },
+    });
+    return true;
   }
 
   /** A disposition qmgr makes itself (no agent): logged as qmgr. */
@@ -666,7 +713,18 @@ export class Qmgr {
       msg.bounced.push(outcome);
     } else {
       msg.deferred.push(outcome);
-      this.write(msg, [{ kind: 'deferred', rcpt: rcpt.index, status: dsn, reason: st.reason, at: now }]);
+      this.write(msg, [
+        {
+          kind: 'deferred',
+          rcpt: rcpt.index,
+          status: dsn,
+          reason: st.reason,
+          at: now,
+          ...(rcpt.expandedFrom !== null ? { address: rcpt.address } : {}),
+          ...(st.remoteMta !== undefined ? { remoteMta: st.remoteMta } : {}),
+          ...(st.diagnostic !== undefined ? { diagnostic: st.diagnostic } : {}),
+        },
+      ]);
     }
   }
 

@@ -35,6 +35,15 @@ describe('queue/state-log', () => {
     assert.equal((await readStateLog(q, '4516420F32', HASH_A)).length, 3);
   });
 
+  test('state log: a deferred record keeps the expanded address, Remote-MTA and diagnostic a force-expiry bounce reports; one with a non-string field is skipped', async () => {
+    const id = '4516420F36';
+    const log = await StateLog.open(q, id, HASH_A);
+    const full = { kind: 'deferred', rcpt: 0, status: '4.2.2', reason: 'mailbox full', at: 1, address: 'b@far.example', remoteMta: 'mx.far.example', diagnostic: '452 4.2.2 mailbox full' } as const;
+    await log.append(full, { kind: 'deferred', rcpt: 1, status: '4.0.0', reason: 'x', at: 2, address: 7 as unknown as string });
+    await log.close();
+    assert.deepEqual(await readStateLog(q, id, HASH_A), [full]);
+  });
+
   test('state log: a torn last record is ignored and cut off before the next append', async () => {
     const id = '4516420F33';
     const log = await StateLog.open(q, id, HASH_A);

@@ -41,13 +41,21 @@ export interface DoneRecord {
   readonly at: number;
 }
 
-/** The last temporary failure of a recipient (mailq's reason text). */
+/**
+ * A temporary failure of a recipient: mailq's reason text, and what a bounce reports when the
+ * message is force-expired (`postsuper -e`) before it is tried again (Postfix's defer log).
+ */
 export interface DeferredRecord {
   readonly kind: 'deferred';
   readonly rcpt: number;
   readonly status: string;
   readonly reason: string;
   readonly at: number;
+  /** The address tried, when virtual_alias_maps expanded the recipient into several. */
+  readonly address?: string;
+  /** Remote-MTA and Diagnostic-Code for the DSN, when the agent gave them. */
+  readonly remoteMta?: string;
+  readonly diagnostic?: string;
 }
 
 /** A DSN about this message was queued (so a retry after a crash does not send it twice). */
@@ -88,6 +96,7 @@ function knownRecord(v: Record<string, unknown>): StateRecord | null {
       return v as unknown as DoneRecord;
     case 'deferred':
       if (!isCount(v.rcpt) || typeof v.status !== 'string' || typeof v.reason !== 'string') return null;
+      for (const k of ['address', 'remoteMta', 'diagnostic'] as const) if (v[k] !== undefined && typeof v[k] !== 'string') return null;
       return v as unknown as DeferredRecord;
     case 'notified':
       if (!['bounce', 'delay', 'success'].includes(v.notice as string) || typeof v.queueId !== 'string') return null;
