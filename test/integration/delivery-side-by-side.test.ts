@@ -274,6 +274,41 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
     }
   });
 
+  for (const how of ['-e', '-f'] as const) {
+    const what = how === '-e' ? 'a deferred message' : 'a held message never tried';
+    it(`postsuper ${how}: ${what}, force-expired and flushed, is returned to the sender as Postfix 3.7 does: the same qmgr, error and bounce log lines, the same report`, async () => {
+      // u1 is deferred by the retry transport, with a backoff long enough that only the flush
+      // retries it. The -f case is held at RCPT, so there is no deferral to report: both say
+      // "message is administratively expired" instead (postsuper(1)).
+      const p = await startBoth([
+        'transport_maps = inline:{ { u1@example.test = retry:4.2.0 mailbox busy } }',
+        'smtpd_reject_unlisted_recipient = no',
+        'queue_run_delay = 1h',
+        'minimal_backoff_time = 1h',
+        'maximal_backoff_time = 2h',
+        ...(how === '-f' ? ['smtpd_recipient_restrictions = check_recipient_access inline:{ u1@example.test=HOLD }, permit_mynetworks, reject'] : []),
+      ]);
+      try {
+        await Promise.all([send(p.pfPort, ['u1@example.test']), send(p.ptPort, ['u1@example.test'])]);
+        const queue = how === '-e' ? 'deferred' : 'hold';
+        const postsuper = (run: (args: string[]) => { stderr: string }) => () => /Force-expired: 1 message/.test(run([how, 'ALL', queue]).stderr);
+        await untilOk(postsuper((a) => p.pf.run('postsuper', a)), `Postfix: postsuper ${how}`);
+        await untilOk(postsuper((a) => runPostern(['-c', p.server.config.dir, 'postsuper', ...a])), `Postern: postsuper ${how}`);
+        assert.equal(p.pf.run('postqueue', ['-f']).status, 0);
+        assert.equal(runPostern(['-c', p.server.config.dir, 'postqueue', '-f']).status, 0);
+        const m = await p.both('sender');
+        assert.equal(bounceNormalize(m.postern), bounceNormalize(m.postfix));
+        assert.match(m.postern, how === '-e' ? /\nStatus: 4\.2\.0\nDiagnostic-Code: X-Postfix; mailbox busy\n/ : /\nStatus: 4\.7\.0\nDiagnostic-Code: X-Postfix; message is administratively expired\n/);
+        const theirs = await messageLog(() => p.pf.log());
+        const mine = await messageLog(() => logLines(p.server));
+        assert.ok(theirs.some((l) => l.includes('status=force-expired, returned to sender')), theirs.join('\n'));
+        assert.deepEqual(mine, theirs);
+      } finally {
+        await p.stop();
+      }
+    });
+  }
+
   it('virtual_alias_maps: recursive expansion, a catch-all and a self-reference give the same deliveries and bounces, with the same to=/orig_to=', async () => {
     const p = await startBoth([
       'virtual_alias_domains = alias.example',
@@ -378,6 +413,37 @@ describe('smtpd postmaster notices side by side with Postfix 3.7', { skip }, () 
     }
   });
 });
+
+/**
+ * What qmgr, error(8) and bounce log about the message smtpd received, then every line about the
+ * bounce it caused, each id's lines in order (the two ids' lines interleave differently in each
+ * server); ids, delays and pids out. Waits up to 20 s for the bounce's `removed`.
+ */
+async function messageLog(lines: () => string[]): Promise<string[]> {
+  const until = Date.now() + 20_000;
+  for (;;) {
+    const all = lines();
+    const id = all.map((l) => / (\w+): client=/.exec(l)?.[1]).find((x) => x !== undefined);
+    const bounceId = all.map((l) => /: sender non-delivery notification: (\w+)$/.exec(l)?.[1]).find((x) => x !== undefined);
+    if ((id !== undefined && bounceId !== undefined && all.some((l) => l.endsWith(`: ${bounceId}: removed`))) || Date.now() > until) {
+      const of = (qid: string | undefined, progs: RegExp): string[] =>
+        all
+          .map((l) => /postfix\/(\w+)\[\d+\]: (\w+): (.*)$/.exec(l))
+          .filter((m): m is RegExpExecArray => m !== null && m[2] === qid && progs.test(m[1]!))
+          .map((m) => `${m[1]}: ${m[3]}`.replace(/\b[0-9A-F]{8,}\b/g, 'QID').replace(/delay=[\d.]+, delays=[\d./]+/, 'delay=D, delays=D').replace(/<\d{14}\.QID@/, '<DATE.QID@'));
+      return [...of(id, /^(qmgr|error|bounce)$/), '--', ...of(bounceId, /./)];
+    }
+    await sleep(100);
+  }
+}
+
+async function untilOk(ok: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await sleep(200);
+  }
+}
 
 /** What differs between two bounces of equal messages: queue ids, dates, boundaries, message ids. */
 function bounceNormalize(text: string): string {
