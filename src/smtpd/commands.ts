@@ -10,6 +10,7 @@
  *
  * The table order is the order of the `disconnect from` statistics (`ehlo=2 starttls=1 mail=1 ...`).
  */
+import { CommandStats as ProtoCommandStats } from '../proto/smtp/command-stats.js';
 import type { Session } from './session.js';
 import type { Token } from './tokens.js';
 
@@ -63,35 +64,9 @@ export function helpText(): string {
     .join(' ')}`;
 }
 
-/** Per-session success/total counts, printed in table order with `unknown` last. */
-export class CommandStats {
-  private readonly ok = new Map<string, number>();
-  private readonly total = new Map<string, number>();
-
-  attempt(name: string | null): void {
-    const k = name ?? 'unknown';
-    this.total.set(k, (this.total.get(k) ?? 0) + 1);
-  }
-  success(name: string | null): void {
-    const k = name ?? 'unknown';
-    this.ok.set(k, (this.ok.get(k) ?? 0) + 1);
-  }
-  /** ` ehlo=2 starttls=1 mail=1 rcpt=0/1 quit=1 commands=5/6` (Postfix smtpd_format_cmd_stats()). */
-  format(): string {
-    let out = '';
-    let allOk = 0;
-    let all = 0;
-    for (const k of [...COMMANDS.map((c) => c.name), 'unknown']) {
-      const t = this.total.get(k) ?? 0;
-      if (t === 0) continue;
-      const o = this.ok.get(k) ?? 0;
-      out += ` ${k.toLowerCase()}=${o}`;
-      if (o !== t) out += `/${t}`;
-      allOk += o;
-      all += t;
-    }
-    out += ` commands=${allOk}`;
-    if (allOk !== all || all === 0) out += `/${all}`;
-    return out;
+/** Per-session success/total counts for `disconnect from`, in this table's order (proto/smtp/command-stats.ts). */
+export class CommandStats extends ProtoCommandStats {
+  constructor() {
+    super(COMMANDS.map((c) => c.name));
   }
 }
