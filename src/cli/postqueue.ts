@@ -22,7 +22,7 @@ import { quote822Local } from '../cleanup/headers.js';
 import { loadConfig } from '../config/index.js';
 import { openTable } from '../config/tables/index.js';
 import type { Params } from '../config/types.js';
-import { Log } from '../log/index.js';
+import { Log, type Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
 import { openMaildropFile } from '../pickup/maildrop.js';
 import { EX_CONFIG, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE } from '../pickup/submit.js';
@@ -42,6 +42,11 @@ export interface ToolLog {
   warning(text: string): void;
   /** Logs `fatal: text`; the caller returns the exit status. */
   fatal(text: string): void;
+  /**
+   * The mail log alone, as `postfix/service[pid]`: what a program this tool runs in its own process
+   * logs there (sendmail -bs runs smtpd -S). Null when maillog_file cannot be written.
+   */
+  mailLog(service: string): Logger | null;
   close(): Promise<void>;
 }
 
@@ -68,6 +73,9 @@ export function toolLog(prog: string, stderr: NodeJS.WritableStream, params: Par
     fatal(text) {
       stderr.write(`${prog}: fatal: ${text}\n`);
       logger?.fatal(text);
+    },
+    mailLog(service) {
+      return log?.logger(service, { id: process.pid }) ?? null;
     },
     async close() {
       await log?.close();

@@ -315,7 +315,9 @@ export async function sendmail(args: string[], ctx: CliContext, personality: Per
         const dir = await maildrop(params, log);
         if (dir === null) return EX_TEMPFAIL;
         // -F is not passed on: Postfix's sendmail runs `smtpd -S` without it.
-        await runStdioSmtp({ input: io.stdin ?? process.stdin, output: ctx.stdout, params, maildropDir: dir });
+        // Postfix's sendmail execs `smtpd -S`: its lines are smtpd's, with this process's id.
+        const smtpd = log.mailLog('smtpd');
+        await runStdioSmtp({ input: io.stdin ?? process.stdin, output: ctx.stdout, params, maildropDir: dir, ...(smtpd !== null ? { log: smtpd } : {}) });
         return 0;
       }
       default:

@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { collector } from '../../test/harness/cli.js';
 import { tempRoot } from '../../test/harness/scratch.js';
 import { paramsFrom } from '../config/index.js';
+import { Log } from '../log/index.js';
 import { openMaildropFile } from './maildrop.js';
 import { runStdioSmtp } from './smtp-stdio.js';
 
@@ -18,15 +19,16 @@ async function session(lines: string[], o: { keepOpen?: boolean; params?: typeof
   const dir = await fsp.mkdtemp(path.join(tmp(), 'md-'));
   const input = new PassThrough();
   const output = collector();
+  const log = Log.memory({ myhostname: 'mx.example.test' });
   input.write(lines.map((l) => `${l}\r\n`).join(''));
   if (!o.keepOpen) input.end();
-  const result = await runStdioSmtp({ input, output: output.stream, params: o.params ?? params, maildropDir: dir });
-  return { replies: output.text().split('\r\n').slice(0, -1), result, dir };
+  const result = await runStdioSmtp({ input, output: output.stream, params: o.params ?? params, maildropDir: dir, log: log.logger('smtpd', { id: 4242 }) });
+  return { replies: output.text().split('\r\n').slice(0, -1), result, dir, log: log.texts() };
 }
 
 describe('pickup/smtp-stdio: sendmail -bs', () => {
   test('sendmail -bs: a conversation as Postfix 3.7 answers it (observed with smtpd -S)', async () => {
-    const { replies, result, dir } = await session([
+    const { replies, result, dir, log } = await session([
       'EHLO client.example',
       'MAIL FROM:<a@b.example> SIZE=100',
       'RCPT TO:<c@d.example> NOTIFY=SUCCESS ORCPT=rfc822;x@y',
@@ -40,11 +42,10 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
       'NOOP',
       'VRFY x',
       'HELO x',
-      'BDAT 1',
       'AUTH PLAIN',
       'ETRN x',
+      'BDAT 1',
       'QUIT',
-      'NOOP',
     ]);
     assert.equal(result.queued.length, 1);
     const id = result.queued[0]!;
@@ -68,10 +69,18 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
       '250 2.0.0 Ok',
       '252 2.0.0 x',
       '250 mx.example.test',
-      '500 5.5.2 Error: command not recognized',
       '503 5.5.1 Error: authentication not enabled',
       '458 Unable to queue messages',
-      '221 2.0.0 Bye',
+      // No CHUNKING in EHLO: Postfix's answer then, and it hangs up (the chunk would follow).
+      '521 5.5.1 Error: command not implemented',
+    ]);
+    // smtpd -S's lines: the maildrop name with client= at the first accepted RCPT.
+    assert.deepEqual(log, [
+      'connect from localhost[127.0.0.1]',
+      `${id}: client=localhost[127.0.0.1]`,
+      'warning: Illegal address syntax from localhost[127.0.0.1] in RCPT command: <bad address>',
+      'warning: do not use ETRN in "sendmail -bs" mode',
+      'disconnect from localhost[127.0.0.1] helo=1 ehlo=1 auth=0/1 mail=1 rcpt=1/2 data=1 bdat=0/1 rset=1 noop=1 vrfy=1 etrn=0/1 commands=8/12',
     ]);
     const md = await openMaildropFile(path.join(dir, id));
     const parts: Buffer[] = [];
@@ -85,7 +94,7 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
     assert.match(content, new RegExp(`^Received: from client\\.example \\(localhost \\[127\\.0\\.0\\.1\\]\\)\\r\\n\\tby mx\\.example\\.test \\(Postfix\\) with ESMTP id ${id}\\r\\n\\tfor <c@d\\.example>; .+\\r\\nSubject: bs\\r\\n\\r\\n\\.dot\\r\\n$`));
   });
 
-  test('sendmail -bs: sequence errors, syntax errors and an oversized SIZE get Postfix replies; nothing is queued', async () => {
+  test('sendmail -bs: sequence errors, syntax errors and an oversized SIZE get Postfix 3.7 replies (side by side: test/integration); nothing is queued', async () => {
     const { replies, result, dir } = await session([
       'EHLO',
       'RCPT TO:<x@y>',
@@ -99,14 +108,16 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
     ]);
     assert.deepEqual(replies, [
       '220 mx.example.test ESMTP Postfix',
-      '501 5.5.4 Syntax: EHLO hostname',
+      '501 Syntax: EHLO hostname',
       '503 5.5.1 Error: need MAIL command',
-      '503 5.5.1 Error: need MAIL command',
+      '503 5.5.1 Error: need RCPT command',
       '552 5.3.4 Message size exceeds fixed limit',
+      // Postfix 3.7 keeps the refused SIZE and refuses this MAIL too (msg_size is not reset); not copied.
       '250 2.1.0 Ok',
       '503 5.5.1 Error: nested MAIL command',
-      '503 5.5.1 Error: need RCPT command',
-      '501 5.5.4 Syntax: DATA',
+      // In a transaction without recipients, DATA is refused before its syntax is looked at.
+      '554 5.5.1 Error: no valid recipients',
+      '554 5.5.1 Error: no valid recipients',
       '500 5.5.2 Error: command not recognized',
     ]);
     assert.deepEqual(result.queued, []);
@@ -119,11 +130,33 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
     assert.equal(replies.at(-2), '502 5.5.1 VRFY command is disabled');
   });
 
-  test('sendmail -bs: input that ends inside DATA queues nothing and leaves no temporary file', async () => {
-    const { replies, result, dir } = await session(['HELO c', 'MAIL FROM:<>', 'RCPT TO:<r@x>', 'DATA', 'Subject: cut']);
+  test('sendmail -bs: input that ends inside DATA queues nothing, leaves no temporary file, and logs "lost connection after DATA (N bytes)"', async () => {
+    const { replies, result, dir, log } = await session(['HELO c', 'MAIL FROM:<>', 'RCPT TO:<r@x>', 'DATA', 'Subject: cut']);
     assert.equal(replies.at(-1), '354 End data with <CR><LF>.<CR><LF>');
     assert.deepEqual(result.queued, []);
     assert.deepEqual(await fsp.readdir(dir), []);
+    assert.deepEqual(log.slice(2), ['lost connection after DATA (14 bytes) from localhost[127.0.0.1]', 'disconnect from localhost[127.0.0.1] helo=1 mail=1 rcpt=1 data=0/1 commands=3/4']);
+  });
+
+  test('sendmail -bs: an abandoned transaction removes the maildrop file named at RCPT; lost connection after a command, none after a message', async () => {
+    const a = await session(['HELO c', 'MAIL FROM:<>', 'RCPT TO:<r@x>', 'RSET', 'MAIL FROM:<>']);
+    assert.deepEqual(a.result.queued, []);
+    assert.deepEqual(await fsp.readdir(a.dir), []);
+    assert.match(a.log[1]!, /^[0-9A-F]+: client=localhost\[127\.0\.0\.1\]$/);
+    assert.deepEqual(a.log.slice(2), ['lost connection after MAIL from localhost[127.0.0.1]', 'disconnect from localhost[127.0.0.1] helo=1 mail=2 rcpt=1 rset=1 commands=5']);
+    const b = await session(['HELO c', 'MAIL FROM:<>', 'RCPT TO:<r@x>', 'DATA', 'x', '.']);
+    assert.equal(b.result.queued.length, 1);
+    assert.deepEqual(b.log.slice(2), ['disconnect from localhost[127.0.0.1] helo=1 mail=1 rcpt=1 data=1 commands=4']);
+  });
+
+  test('sendmail -bs: smtpd_hard_error_limit ends the session with 421 and "too many errors after UNKNOWN"; a header as a command is a non-SMTP command', async () => {
+    const limited = paramsFrom('compatibility_level = 3.6\nmyhostname = mx.example.test\nsmtpd_error_sleep_time = 0\nsmtpd_hard_error_limit = 3\n');
+    const a = await session(['FOO', 'FOO', 'FOO', 'NOOP'], { params: limited });
+    assert.equal(a.replies.at(-1), '421 4.7.0 mx.example.test Error: too many errors');
+    assert.deepEqual(a.log.slice(1), ['too many errors after UNKNOWN from localhost[127.0.0.1]', 'disconnect from localhost[127.0.0.1] unknown=0/3 commands=0/3']);
+    const b = await session(['Subject: hi', 'QUIT']);
+    assert.equal(b.replies.at(-1), '221 2.7.0 Error: I can break rules, too. Goodbye.');
+    assert.deepEqual(b.log.slice(1), ['warning: non-SMTP command from localhost[127.0.0.1]: Subject: hi', 'disconnect from localhost[127.0.0.1] unknown=0/1 commands=0/1']);
   });
 
   test('sendmail -bs: two messages in one session, the second with two recipients (no "for" clause, the date on its own line)', async () => {
