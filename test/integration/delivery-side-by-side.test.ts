@@ -5,7 +5,7 @@
  * and Maildir file names of Postfix's shape. Queue ids and dates are the only differences allowed.
  */
 import * as assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -269,6 +269,89 @@ describe('virtual delivery side by side with Postfix 3.7', { skip }, () => {
         assert.match(m.postern, /\nFrom: sender@example\.test\n/);
         assert.equal(bounceNormalize(m.postern), bounceNormalize(m.postfix));
       }
+    } finally {
+      await p.stop();
+    }
+  });
+
+  it('sendmail -bs: the mail log has the lines Postfix 3.7 smtpd -S logs (connect, client=, lost connection/timeout/too many errors after, rejects, warnings, disconnect with its command counts), then pickup\'s', async () => {
+    // No tarpit delay after errors, and a short timeout for the conversation that stops talking.
+    const p = await startBoth(['smtpd_error_sleep_time = 0', 'smtpd_timeout = 2s', 'message_size_limit = 4000']);
+    try {
+      const conversations: Record<string, readonly string[]> = {
+        // Two messages, an abandoned transaction (its maildrop file named at RCPT, then dropped).
+        messages: ['HELO client.example.test', `MAIL FROM:<${SENDER}>`, 'RCPT TO:<u0@example.test>', 'DATA', 'Subject: one', '', 'one', '.', 'MAIL FROM:<>', 'RCPT TO:<u1@example.test>', 'RSET', `MAIL FROM:<${SENDER}> BODY=8BITMIME`, 'RCPT TO:<u0@example.test>', 'RCPT TO:<u1@example.test>', 'DATA', 'two', '.', 'QUIT'],
+        errors: [
+          'FOO bar', 'RCPT TO:<u0@example.test>', 'DATA', 'HELO', 'EHLO', 'EHLO client.example.test', 'MAIL FROM:<bad address', 'MAIL FROM:<s@example.test> SIZE=abc',
+          'MAIL FROM:<s@example.test> FOO=bar', 'MAIL FROM:<s@example.test>', 'MAIL FROM:<x@y>', 'RCPT TO:<>', 'RCPT TO:<u0@example.test> FOO=bar', 'RCPT TO:<bad address', 'DATA', 'ETRN x.example',
+          'RCPT TO:<u0@example.test>', 'DATA x', 'RSET x', 'RSET', 'NOOP x', 'VRFY u0', 'VRFY', 'ETRN', 'ETRN x.example', 'AUTH PLAIN', 'STARTTLS', 'XCLIENT NAME=x', 'XFORWARD NAME=x', 'HELP', '', 'QUIT',
+        ],
+        // Last in its session: Postfix 3.7 keeps the refused SIZE and refuses every later MAIL too.
+        sizeRefused: ['EHLO c', 'MAIL FROM:<s@example.test> SIZE=99999', 'QUIT'],
+        tooBig: ['EHLO c', `MAIL FROM:<${SENDER}>`, 'RCPT TO:<u0@example.test>', 'DATA', ...Array<string>(60).fill('x'.repeat(98)), '.', 'QUIT'],
+        header: ['EHLO c', 'Subject: not a command', 'QUIT'],
+        forbidden: ['ehlo c', 'foo', 'get / HTTP/1.0', 'QUIT'],
+        errorLimit: ['EHLO c', ...Array<string>(25).fill('FOO')],
+        lostInData: ['EHLO c', `MAIL FROM:<${SENDER}>`, 'RCPT TO:<u0@example.test>', 'DATA', 'Subject: x', '', 'hello'],
+        lostAfterMessage: ['HELO c', `MAIL FROM:<${SENDER}>`, 'RCPT TO:<u0@example.test>', 'DATA', 'x', '.'],
+        nothing: [],
+      };
+      const ids = (t: string): string => t.replace(/queued as \w+/g, 'queued as NAME');
+      // Postern's session has no BDAT, so its EHLO does not offer CHUNKING; the rest is the same.
+      const replies = (t: string): string => ids(t).replace('250-SMTPUTF8\r\n250 CHUNKING\r\n', '250 SMTPUTF8\r\n');
+      /** The smtpd lines of one session, without time, host and pid, maildrop names as NAME. */
+      const smtpd = (lines: readonly string[]): { pids: Set<string>; text: string[] } => {
+        // Not Postern's to log: Postfix's own plumbing (smtpd -S pipes the message to postdrop,
+        // which a refused message makes fail).
+        const plumbing = 'warning: mail_stream_cleanup: close error';
+        const hits = lines.map((l) => /postfix\/smtpd\[(\d+)\]: (.*)$/.exec(l)).filter((m): m is RegExpExecArray => m !== null && !m[2]!.includes('unknown[') && m[2] !== plumbing);
+        return { pids: new Set(hits.map((m) => m[1]!)), text: hits.map((m) => m[2]!.replace(/^\w+: (client=|queue file size limit)/, 'NAME: $1').replace(/warning: \w+: queue file/, 'warning: NAME: queue file')) };
+      };
+      const ptLog = (): string[] => logLines(p.server).filter((l) => l !== '');
+      for (const [name, lines] of Object.entries(conversations)) {
+        const input = lines.length === 0 ? '' : `${lines.join('\r\n')}\r\n`;
+        const pfBefore = p.pf.log().length;
+        const ptBefore = ptLog().length;
+        const pr = p.pf.run('sendmail', ['-bs'], input);
+        const r = spawnSync(process.execPath, [BIN, '-c', p.server.config.dir, 'sendmail', '-bs'], { input, encoding: 'utf8', env: { ...process.env, MAIL_CONFIG: '' } });
+        assert.equal(r.status, pr.status, `${name}: ${r.stderr}`);
+        assert.equal(replies(r.stdout), replies(pr.stdout), name);
+        // postlogd may write Postfix's last lines a moment after the command ends.
+        await untilOk(() => smtpd(p.pf.log().slice(pfBefore)).text.some((l) => l.startsWith('disconnect from')), `${name}: Postfix disconnect line`);
+        const theirs = smtpd(p.pf.log().slice(pfBefore));
+        const mine = smtpd(ptLog().slice(ptBefore));
+        assert.deepEqual(mine.text, theirs.text, name);
+        assert.deepEqual([...mine.pids], [String(r.pid)], `${name}: one [N], the sendmail process's id`);
+        assert.equal(theirs.pids.size, 1);
+      }
+      // A session that stops talking: `timeout after EHLO`.
+      const silent = async (cmd: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<string> => {
+        const c = spawn(cmd, args, { env: { ...process.env, ...env } });
+        let out = '';
+        c.stdout.setEncoding('utf8').on('data', (d: string) => {
+          out += d;
+        });
+        c.stdin.write('EHLO c\r\n');
+        await new Promise((resolve) => c.once('exit', resolve));
+        c.stdin.destroy();
+        return out;
+      };
+      const pfBefore = p.pf.log().length;
+      const ptBefore = ptLog().length;
+      const [pfOut, ptOut] = await Promise.all([silent('sendmail', ['-bs'], { MAIL_CONFIG: p.pf.configDir }), silent(process.execPath, [BIN, '-c', p.server.config.dir, 'sendmail', '-bs'], { MAIL_CONFIG: '' })]);
+      assert.match(pfOut, /\r\n421 4\.4\.2 mx\.example\.test Error: timeout exceeded\r\n$/);
+      assert.equal(replies(ptOut), replies(pfOut));
+      await untilOk(() => smtpd(p.pf.log().slice(pfBefore)).text.some((l) => l.startsWith('disconnect from')), 'Postfix disconnect line after the timeout');
+      assert.deepEqual(smtpd(ptLog().slice(ptBefore)).text, smtpd(p.pf.log().slice(pfBefore)).text);
+      assert.deepEqual(smtpd(ptLog().slice(ptBefore)).text.slice(1), ['timeout after EHLO from localhost[127.0.0.1]', 'disconnect from localhost[127.0.0.1] ehlo=1 commands=1']);
+      // pickup takes the three messages from the maildrop as Postfix's does.
+      const pickups = async (lines: () => string[]): Promise<string[]> => {
+        const picked = (): string[] => lines().filter((l) => /postfix\/pickup\[/.test(l));
+        await untilOk(() => picked().length >= 3, 'three pickup lines');
+        return picked().map((l) => l.replace(/^.*?postfix\/pickup\[\d+\]: \w+: /, '')).sort();
+      };
+      assert.deepEqual(await pickups(ptLog), await pickups(() => p.pf.log()));
+      assert.deepEqual(await pickups(ptLog), [`uid=0 from=<${SENDER}>`, `uid=0 from=<${SENDER}>`, `uid=0 from=<${SENDER}>`]);
     } finally {
       await p.stop();
     }
