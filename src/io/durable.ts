@@ -130,6 +130,8 @@ export interface DurableFs {
   syncFile(fh: FileRef): Promise<void>;
   close(fh: FileRef): Promise<void>;
   rename(from: string, to: string): Promise<void>;
+  /** link(2): a second name for a file; fails with EEXIST rather than replace one (Maildir new/). */
+  link(from: string, to: string): Promise<void>;
   unlink(file: string): Promise<void>;
   /** fsync(2) on the directory itself, so the entries created or renamed in it are durable. */
   syncDir(dir: string): Promise<void>;
@@ -167,6 +169,7 @@ export const nodeFs: DurableFs = {
   syncFile: (fh) => fh.datasync(),
   close: (fh) => fh.close(),
   rename: (from, to) => fsp.rename(from, to),
+  link: (from, to) => fsp.link(from, to),
   unlink: (file) => fsp.unlink(file),
   async syncDir(dir) {
     const fh = await FileRef.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);

@@ -6,7 +6,8 @@ import { after, before, test } from 'node:test';
 import { mountTmpfs, unmount } from '../../test/harness/scratch.js';
 import { type MailboxChange, MailboxChanges } from './changes.js';
 import { MailboxError } from './errors.js';
-import { deliverToMaildir, maildirHostname, maildirName } from './maildir.js';
+import { type DurableFs, type FileRef, nodeFs } from '../io/durable.js';
+import { deliverToMaildir, ensureMaildir, maildirHostname, maildirName } from './maildir.js';
 
 let tmp: string;
 before(async () => {
@@ -176,5 +177,118 @@ test('maildir: disk full (tmpfs) reports 4.3.0 "No space left on device" and lea
     assert.deepEqual(await fsp.readdir(path.join(md, 'new')), [ok.file]);
   } finally {
     unmount(mnt);
+  }
+});
+
+/**
+ * A DurableFs over the real one that records, in order, the calls one Maildir delivery makes
+ * (paths relative to the Maildir; `file`/`other` says whether a descriptor call is on the file
+ * opened in tmp/), and holds the fsync of new/ until `release()`.
+ */
+function durabilityFs(md: string, o: { failSyncFile?: boolean; failSyncDir?: boolean } = {}) {
+  const events: string[] = [];
+  const rel = (p: string): string => path.relative(md, p).replace(/[^/]+$/, (n) => (n.includes('.') ? 'NAME' : n));
+  let opened: FileRef | null = null;
+  const on = (fh: FileRef): string => (fh === opened ? 'file' : 'other');
+  let release!: () => void;
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  const eio = (call: string): Error => Object.assign(new Error(`EIO: i/o error, ${call}`), { code: 'EIO' });
+  const fs: DurableFs = {
+    ...nodeFs,
+    async open(file, flags, mode) {
+      const fh = await nodeFs.open(file, flags, mode);
+      opened ??= fh;
+      events.push(`open ${rel(file)}`);
+      return fh;
+    },
+    async write(fh, data, position) {
+      // Consecutive writes count once: how many depends on the write batch size, not on durability.
+      if (events.at(-1) !== `write ${on(fh)}`) events.push(`write ${on(fh)}`);
+      return nodeFs.write(fh, data, position);
+    },
+    async syncFile(fh) {
+      events.push(`syncFile ${on(fh)}`);
+      if (o.failSyncFile) throw eio('fdatasync');
+      return nodeFs.syncFile(fh);
+    },
+    async close(fh) {
+      events.push(`close ${on(fh)}`);
+      return nodeFs.close(fh);
+    },
+    async link(from, to) {
+      events.push(`link ${rel(from)} ${rel(to)}`);
+      return nodeFs.link(from, to);
+    },
+    async rename(from, to) {
+      events.push(`rename ${rel(from)} ${rel(to)}`);
+      return nodeFs.rename(from, to);
+    },
+    async unlink(file) {
+      events.push(`unlink ${rel(file)}`);
+      return nodeFs.unlink(file);
+    },
+    async syncDir(dir) {
+      events.push(`syncDir ${rel(dir)}`);
+      if (path.resolve(dir) === path.join(md, 'new')) await held;
+      if (o.failSyncDir) throw eio('fsync');
+      await nodeFs.syncDir(dir);
+      events.push(`synced ${rel(dir)}`);
+    },
+  };
+  return { fs, events, release };
+}
+
+/** Waits until `event` is recorded, then a while longer: a delivery not waiting for the held sync would finish. */
+async function settleAfter(events: readonly string[], event: string): Promise<void> {
+  const end = Date.now() + 5000;
+  while (!events.includes(event)) {
+    if (Date.now() > end) throw new Error(`no ${event}: ${events.join(', ')}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await new Promise((r) => setTimeout(r, 50));
+}
+
+test('maildir: durability order: write, fsync the file, link it into new/, fsync new/, and only then remove tmp/ and report the message delivered', async () => {
+  const md = path.join(tmp, 'durable');
+  await ensureMaildir(md, null);
+  const { fs, events, release } = durabilityFs(md);
+  const changes = new MailboxChanges();
+  changes.on(() => events.push('change'));
+  // Larger than one 64 KiB write batch: every write comes before the fsync.
+  const big = `Subject: big\r\n\r\n${'x'.repeat(998)}\r\n`.repeat(200);
+  const delivery = deliverToMaildir({ maildir: md, prepend: ['Delivered-To: bob@example.test'], message: chunks(big.slice(0, 70_000), big.slice(70_000)), defaultDsn: '5.2.0', changes, fs }).then((r) => {
+    events.push('delivered');
+    return r;
+  });
+  await settleAfter(events, 'syncDir new');
+  // While new/ is not yet synced, the message is in new/ but not reported, announced or out of tmp/.
+  assert.deepEqual(events, ['open tmp/NAME', 'write file', 'syncFile file', 'close file', 'link tmp/NAME new/NAME', 'syncDir new']);
+  release();
+  const res = await delivery;
+  assert.deepEqual(events, ['open tmp/NAME', 'write file', 'syncFile file', 'close file', 'link tmp/NAME new/NAME', 'syncDir new', 'synced new', 'unlink tmp/NAME', 'change', 'delivered']);
+  assert.deepEqual(await fsp.readdir(path.join(md, 'new')), [res.file]);
+  assert.deepEqual(await fsp.readdir(path.join(md, 'tmp')), []);
+});
+
+test('maildir: a failed fsync of the file or of new/ is not reported delivered, leaves nothing in new/ or tmp/ and announces nothing', async () => {
+  for (const fail of ['failSyncFile', 'failSyncDir'] as const) {
+    const md = path.join(tmp, `durable-${fail}`);
+    await ensureMaildir(md, null);
+    const { fs, events, release } = durabilityFs(md, { [fail]: true });
+    release();
+    const changes = new MailboxChanges();
+    changes.on(() => events.push('change'));
+    await assert.rejects(deliverToMaildir({ maildir: md, prepend: [], message: chunks(MSG), defaultDsn: '5.2.0', changes, fs }), (err: unknown) => {
+      assert.ok(err instanceof MailboxError, fail);
+      assert.match(err.reason, /: Input\/output error$/, fail);
+      return true;
+    });
+    assert.deepEqual(await fsp.readdir(path.join(md, 'new')), [], fail);
+    assert.deepEqual(await fsp.readdir(path.join(md, 'tmp')), [], fail);
+    assert.ok(!events.includes('change'), fail);
+    // The file is never linked into new/ before its data is synced.
+    if (fail === 'failSyncFile') assert.ok(!events.some((e) => e.startsWith('link ')), events.join('\n'));
   }
 });

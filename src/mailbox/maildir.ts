@@ -26,7 +26,6 @@
  * unpredictable and the file is never world-readable.
  */
 import { constants, lstatSync, type Stats } from 'node:fs';
-import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type DirSync, type DurableFs, defaultDirSync, DirSync as GroupSync, nodeFs, type FileRef } from '../io/durable.js';
@@ -249,11 +248,11 @@ export async function deliverToMaildir(o: MaildirDeliveryOptions): Promise<Maild
     }
     try {
       try {
-        await fsp.link(tmpFile, newFile);
+        await fs.link(tmpFile, newFile);
       } catch (err) {
         if (errnoOf(err) !== 'ENOENT') throw err;
         await ensureMaildirShared(root, owner, dirSync);
-        await fsp.link(tmpFile, newFile);
+        await fs.link(tmpFile, newFile);
       }
       linked = true;
       await dirSync.sync(newDir);
@@ -262,7 +261,7 @@ export async function deliverToMaildir(o: MaildirDeliveryOptions): Promise<Maild
     }
   } catch (err) {
     if (!closed) await fs.close(fh).catch(() => undefined);
-    if (linked && newFile !== null) await fsp.unlink(newFile).catch(() => undefined);
+    if (linked && newFile !== null) await fs.unlink(newFile).catch(() => undefined);
     await fs.unlink(tmpFile).catch(() => undefined);
     if (err instanceof MailboxError) throw err;
     throw new MailboxError(mboxDsn(errnoOf(err), '4.3.0'), `maildir write: ${errText(err)}`, errnoOf(err), { cause: err });
