@@ -56,7 +56,7 @@ Environment:
   BENCH_WARMUP=N           untimed messages per server before the acceptance and end-to-end runs
                            (full 1000, quick 0)
   BENCH_STALL=S            give up on deliveries after S seconds without progress (full 60, quick 5)
-  BENCH_REPEAT=N           runs per acceptance figure; the median is reported (1)
+  BENCH_REPEAT=N           runs per acceptance and end-to-end figure; the median is reported (1)
   BENCH_ONLY=accept,idle,e2e,queue   scenarios to run (all)
   BENCH_SERVERS=postfix,postern      servers to run (both)
   BENCH_PROFILE=accept,e2e,drain   CPU-profile Postern (node --cpu-prof) and list its hot spots:
