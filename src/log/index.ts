@@ -112,7 +112,12 @@ export class Log {
   private stampSecond = Number.NaN;
   private stamp = '';
 
+  private myhostname: string;
+  private readonly ownSink: boolean;
+
   protected constructor(o: LogOptions, sink: LineSink | null) {
+    this.ownSink = sink === null && o.clock === undefined;
+    this.myhostname = o.myhostname;
     this.syslog_name = o.syslog_name;
     this.host = Log.hostOf(o.myhostname);
     this.maillog_file = o.maillog_file;
@@ -172,6 +177,14 @@ export class Log {
     this.sink.flushSync();
   }
 
+  /**
+   * How to open the same destination again from another thread (a worker writing its own whole
+   * lines to the same file, O_APPEND, or to the same standard error); null for a log in memory.
+   */
+  get shareable(): LogOptions | null {
+    return this.ownSink ? { syslog_name: this.syslog_name, myhostname: this.myhostname, maillog_file: this.maillog_file } : null;
+  }
+
   /** Reopen maillog_file by name (SIGHUP after logrotate renamed it). Throws PosternError if it cannot. */
   reopen(): void {
     this.sink.reopen();
@@ -191,7 +204,10 @@ export class Log {
     }
     if (o.maillog_file !== undefined) this.maillog_file = o.maillog_file;
     if (o.syslog_name !== undefined) this.syslog_name = o.syslog_name;
-    if (o.myhostname !== undefined) this.host = Log.hostOf(o.myhostname);
+    if (o.myhostname !== undefined) {
+      this.myhostname = o.myhostname;
+      this.host = Log.hostOf(o.myhostname);
+    }
   }
 
   /** Flush and close. Lines logged afterwards are dropped. */

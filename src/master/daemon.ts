@@ -47,6 +47,11 @@ export interface Daemon {
   reload(config: Config, service: MasterService): Promise<void>;
   /** Shut down gracefully by `deadline` (ms since the epoch). */
   drain(deadline: number): Promise<void>;
+  /**
+   * SIGHUP: the master has just reopened the log (logrotate). A daemon that writes the log from a
+   * thread of its own reopens its copy; one that logs through ctx.log needs nothing.
+   */
+  reopenLog?(): void;
 }
 
 export interface DaemonContext {

@@ -353,6 +353,7 @@ export class Master {
     } catch (err) {
       this.#logger.warning(`reopen ${this.#config.params.maillog_file}: ${errorText(err)}`);
     }
+    for (const st of this.#services.values()) st.daemon.reopenLog?.();
     this.#logger.info(`reload -- version ${VERSION}, configuration ${this.#config.configDir}`);
     let next: Config;
     const plan = new Map<string, ListenAddress[]>();

@@ -35,6 +35,7 @@ import type { Daemon, DaemonFactory } from '../master/daemon.js';
 import { removeStaleTemporaryFiles } from '../queue/directories.js';
 import { buildAgents } from './agents.js';
 import { Qmgr } from './scheduler.js';
+import { startQmgrThread } from './thread-client.js';
 import { startTriggerServer } from './trigger.js';
 
 export { AGENT_FACTORIES, type AgentContext, type AgentFactory, buildAgents } from './agents.js';
@@ -43,8 +44,15 @@ export { deliveryLogLine, formatTv } from './log-line.js';
 export { type AgentTable, FORCE_EXPIRE_MODE, Qmgr, type QmgrOptions, type TransportAgent } from './scheduler.js';
 export { parseTrigger, startTriggerServer, type TriggerServer } from './trigger.js';
 
-/** The master's daemon for a `qmgr` service line (master.cf `qmgr unix n - n 300 1 qmgr`). */
-export const createDaemon: DaemonFactory = async (ctx) => {
+/**
+ * The master's daemon for a `qmgr` service line (master.cf `qmgr unix n - n 300 1 qmgr`): the
+ * scheduler and its delivery agents run in a worker thread of their own (./thread.ts), so
+ * deliveries and smtpd sessions use two cores; with a log kept in memory (tests), in this thread.
+ */
+export const createDaemon: DaemonFactory = async (ctx) => (ctx.log.shareable !== null ? startQmgrThread(ctx, ctx.log.shareable) : createInProcess(ctx));
+
+/** The qmgr daemon in the calling thread (the worker thread runs this). */
+export const createInProcess: DaemonFactory = async (ctx) => {
   let config: Config = ctx.config;
   const params = ctx.service.params;
   const syslog_name = ctx.service.overrides.has('syslog_name') ? params.syslog_name : undefined;
