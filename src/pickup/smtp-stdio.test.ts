@@ -157,6 +157,9 @@ describe('pickup/smtp-stdio: sendmail -bs', () => {
     const b = await session(['Subject: hi', 'QUIT']);
     assert.equal(b.replies.at(-1), '221 2.7.0 Error: I can break rules, too. Goodbye.');
     assert.deepEqual(b.log.slice(1), ['warning: non-SMTP command from localhost[127.0.0.1]: Subject: hi', 'disconnect from localhost[127.0.0.1] unknown=0/1 commands=0/1']);
+    // Postfix escape(): a backslash doubled, TAB by name, non-ASCII bytes in octal.
+    const c = await session(['Subject: caf\u00e9 \\ x\ty', 'QUIT']);
+    assert.equal(c.log[1], 'warning: non-SMTP command from localhost[127.0.0.1]: Subject: caf\\303\\251 \\\\ x\\ty');
   });
 
   test('sendmail -bs: two messages in one session, the second with two recipients (no "for" clause, the date on its own line)', async () => {

@@ -56,7 +56,7 @@ import { CommandStats } from '../proto/smtp/command-stats.js';
 import { DataReader } from '../proto/smtp/data-reader.js';
 import { parseMailParams, parseRcptParams } from '../proto/smtp/esmtp-params.js';
 import { formatReply, type Reply, ReplyError, reply, softBounce } from '../proto/smtp/reply.js';
-import { type Token, tokenize } from '../proto/smtp/tokens.js';
+import { escapeBytes, isHeader, type Token, tokenize } from '../proto/smtp/tokens.js';
 import type { EnvelopeRecipient } from '../queue/envelope.js';
 import { type MaildropEnvelope, MaildropWriter } from './maildrop.js';
 
@@ -134,23 +134,6 @@ interface Txn {
 
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Postfix is_header(): "Name:" — the first word looks like a message header. */
-function isHeader(word: string): boolean {
-  return /^[\x21-\x39\x3b-\x7e]+:/.test(word);
-}
-
-/** Postfix escape(): C-style escapes for the non-SMTP command warning. */
-function escapeText(s: string): string {
-  let out = '';
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (c >= 0x20 && c !== 0x7f) out += c === 0x5c ? '\\\\' : ch;
-    else if (c === 0x09) out += '\\t';
-    else out += `\\${c.toString(8).padStart(3, '0')}`;
-  }
-  return out;
-}
 
 /** Control characters become `?` in text quoted into the log. */
 const printable = (s: string): string => s.replace(/[\x00-\x1f\x7f]/g, '?');
@@ -266,7 +249,7 @@ class StdioSession {
       if (cmd === undefined) {
         this.where = WHERE_UNKNOWN;
         if (isHeader(verb) || this.isForbidden(verb)) {
-          this.warning(`non-SMTP command from ${NAMADDR}: ${escapeText(text).slice(0, 100)}`);
+          this.warning(`non-SMTP command from ${NAMADDR}: ${escapeBytes(Buffer.from(text, p.smtputf8_enable ? 'utf8' : 'latin1')).slice(0, 100)}`);
           await this.send(reply(SERVICE_CLOSING, '2.7.0', 'Error: I can break rules, too. Goodbye.'));
           return;
         }

@@ -50,6 +50,7 @@ import {
   USER_NOT_LOCAL,
 } from '../proto/smtp/codes.js';
 import { formatReply, type Reply, ReplyError, reply, replyLines, softBounce } from '../proto/smtp/reply.js';
+import { escapeBytes, isHeader } from '../proto/smtp/tokens.js';
 import type { TlsSession } from '../tls/index.js';
 import { CommandStats, type Command, findCommand, helpText } from './commands.js';
 import type { Peer } from './peer.js';
@@ -90,28 +91,6 @@ class SessionEnd extends Error {
 type EhloKeyword = 'pipelining' | 'size' | 'vrfy' | 'etrn' | 'starttls' | 'auth' | 'enhancedstatuscodes' | '8bitmime' | 'dsn' | 'smtputf8' | 'chunking';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Postfix is_header(): "Name:" — the first word looks like a message header. */
-function isHeader(word: string): boolean {
-  return /^[\x21-\x39\x3b-\x7e]+:/.test(word);
-}
-
-/** Postfix escape(): C-style escapes for the improper-pipelining log line. */
-function escapeBytes(b: Buffer): string {
-  let out = '';
-  for (const c of b) {
-    if (c >= 0x20 && c < 0x7f) out += c === 0x5c ? '\\\\' : String.fromCharCode(c);
-    else if (c === 0x07) out += '\\a';
-    else if (c === 0x08) out += '\\b';
-    else if (c === 0x0c) out += '\\f';
-    else if (c === 0x0a) out += '\\n';
-    else if (c === 0x0d) out += '\\r';
-    else if (c === 0x09) out += '\\t';
-    else if (c === 0x0b) out += '\\v';
-    else out += `\\${c.toString(8).padStart(3, '0')}`;
-  }
-  return out;
-}
 
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true });
 const utf8Lenient = new TextDecoder('utf-8');

@@ -74,3 +74,29 @@ export function tokenize(line: string): Token[] {
     out.push({ text, error });
   }
 }
+
+/** Postfix is_header(): "Name:" — the first word looks like a message header. */
+export function isHeader(word: string): boolean {
+  return /^[\x21-\x39\x3b-\x7e]+:/.test(word);
+}
+
+/**
+ * Postfix escapeBytes() (util/unescape.c): printable ASCII as is (a backslash doubled), \a \b \f \n \r \t
+ * \v by name, every other byte (other controls, DEL, non-ASCII) as \ooo; for the log lines that quote
+ * what a client sent (improper pipelining, non-SMTP commands).
+ */
+export function escapeBytes(b: Buffer): string {
+  let out = '';
+  for (const c of b) {
+    if (c >= 0x20 && c < 0x7f) out += c === 0x5c ? '\\\\' : String.fromCharCode(c);
+    else if (c === 0x07) out += '\\a';
+    else if (c === 0x08) out += '\\b';
+    else if (c === 0x0c) out += '\\f';
+    else if (c === 0x0a) out += '\\n';
+    else if (c === 0x0d) out += '\\r';
+    else if (c === 0x09) out += '\\t';
+    else if (c === 0x0b) out += '\\v';
+    else out += `\\${c.toString(8).padStart(3, '0')}`;
+  }
+  return out;
+}
