@@ -35,6 +35,7 @@ import { type DirSync, type DurableFs, defaultDirSync, DirSync as GroupSync, nod
 import type { Log, Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
 import { type Reply, ReplyError, reply } from '../proto/smtp/reply.js';
+import { giveBack, published, takeSpare } from '../queue/spare.js';
 import { createQueueDirectories, queueDirPath, queueFilePath } from '../queue/directories.js';
 import { type EnvelopeRecipient, type HeaderInsert, originalRecipient, type QueueEnvelope } from '../queue/envelope.js';
 import { QUEUE_FILE_MAGIC, type QueueFile, QueueFileWriter } from '../queue/file.js';
@@ -322,14 +323,28 @@ export class Cleanup {
     let opened: { writer: QueueFileWriter; inode: bigint };
     try {
       await createQueueDirectories(this.queue_directory);
+      // A spare file (../queue/spare.ts) when there is one; a new one otherwise, or when it fails.
+      const spare = takeSpare(this.queue_directory);
+      if (spare !== null) {
+        try {
+          opened = await QueueFileWriter.create(spare, this.fs, true);
+          return this.txn(opened, spare, created, true);
+        } catch {
+          published(this.queue_directory, spare);
+        }
+      }
       opened = await QueueFileWriter.create(temp, this.fs);
     } catch (err) {
       // Postfix mail_queue_enter(): "create file incoming/...: %m"; smtpd answers as for a write error.
       this.logger.warning(`mail_queue_enter: create file incoming/${path.basename(temp)}: ${strerror(err)}`);
       throw writeError();
     }
+    return this.txn(opened, temp, created, false);
+  }
+
+  private txn(opened: { writer: QueueFileWriter; inode: bigint }, temp: string, created: { sec: number; usec: number }, spare: boolean): CleanupTxn {
     const queueId = makeQueueId(this.params.enable_long_queue_ids, created, opened.inode);
-    return new Txn(this, opened.writer, temp, queueId, created.sec * 1000 + created.usec / 1000);
+    return new Txn(this, opened.writer, temp, queueId, created.sec * 1000 + created.usec / 1000, spare);
   }
 }
 
@@ -350,6 +365,7 @@ class Txn implements CleanupTxn {
     private readonly temp: string,
     readonly queueId: string,
     private readonly createdMs: number,
+    private readonly spare: boolean,
   ) {
     this.lineEnds = new LineEnds(c.params.cleanup_replace_stray_cr_lf);
     this.checks = new HeaderChecks(c.headerTables, (t) => c.logger.warning(t), c.bodyTables);
@@ -531,11 +547,13 @@ class Txn implements CleanupTxn {
       sha256 = await this.writer.finish(envelope);
       await this.c.fs.rename(this.temp, final);
       renamed = true;
+      if (this.spare) published(this.c.queue_directory, this.temp);
       await this.c.dirSync.sync(path.dirname(final));
     } catch (err) {
       log.warning(`${id}: write queue file: ${strerror(err)}`);
       await this.writer.discard();
       await this.c.fs.unlink(renamed ? final : this.temp).catch(() => undefined);
+      if (this.spare && !renamed) published(this.c.queue_directory, this.temp);
       this.state = 'failed';
       throw (err as NodeJS.ErrnoException).code === 'EFBIG' ? tooBig() : writeError();
     }
@@ -549,6 +567,11 @@ class Txn implements CleanupTxn {
 
   private async removeTemp(): Promise<void> {
     await this.writer.discard();
+    if (this.spare) {
+      // Never published: it stays a spare file (its content is junk either way).
+      giveBack(this.c.queue_directory, this.temp);
+      return;
+    }
     await this.c.fs.unlink(this.temp).catch(() => undefined);
   }
 

@@ -24,6 +24,7 @@ import type { Config, Params } from '../config/types.js';
 import { PosternError } from '../errors.js';
 import type { Log, Logger } from '../log/index.js';
 import { strerror } from '../log/strerror.js';
+import { SpareKeeper } from '../queue/spare.js';
 import type { DeliveryAction, DeliveryAgent, DeliveryRecipient, DeliveryRequest, DeliveryStatus } from '../queue/delivery.js';
 import { createQueueDirectories, type QueueName, queueDirPath, queueFilePath } from '../queue/directories.js';
 import { type EnvelopeRecipient, originalRecipient } from '../queue/envelope.js';
@@ -157,6 +158,8 @@ export class Qmgr {
   private readonly agentLoggers = new Map<string, Logger>();
   private readonly clock: () => number;
   private readonly qdir: string;
+  /** Where finished queue files go (../queue/spare.ts). */
+  readonly spares: SpareKeeper;
   private bounce: Bounce;
   private readonly cleanup: Cleanup;
   private readonly active = new Map<string, ActiveMessage>();
@@ -187,6 +190,7 @@ export class Qmgr {
     this.logger = opts.log.logger('qmgr', opts.syslog_name !== undefined ? { syslog_name: opts.syslog_name } : {});
     this.clock = opts.clock ?? Date.now;
     this.qdir = this.params.queue_directory;
+    this.spares = new SpareKeeper(this.qdir);
     this.resolver = this.makeResolver(this.params);
     this.cleanup = opts.cleanup ?? new Cleanup({ queue_directory: this.qdir, params: this.params, log: this.log });
     this.bounce = new Bounce({ params: this.params, log: opts.log, cleanup: this.cleanup, clock: this.clock });
@@ -884,7 +888,7 @@ export class Qmgr {
   private async remove(msg: ActiveMessage): Promise<void> {
     await msg.state.close().catch(() => undefined);
     try {
-      await fsp.unlink(msg.path);
+      await this.spares.retire(msg.path, msg.qf.fileSize);
       // Same format as logged by postsuper (qmgr_active.c).
       this.logger.info(`${msg.id}: removed`);
     } catch (err) {

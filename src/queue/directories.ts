@@ -10,6 +10,8 @@
  *   corrupt/   files that failed validation, kept for the admin
  *   maildrop/  sendmail(1) submissions waiting for pickup
  *   state/     per-message state logs (./state-log.ts), named by queue id
+ *   spare/     files of delivered messages, reused by cleanup for new ones (./spare.ts); never
+ *              queue files
  *
  * Modes follow Postfix's postfix-files: the queue directories 0700, maildrop 0730 (Postfix makes
  * it group postdrop; a submitting program needs write access), queue_directory itself 0755.
@@ -19,13 +21,14 @@ import * as path from 'node:path';
 import { PosternError } from '../errors.js';
 import { type DurableOptions, renameDurable, unlinkDurable } from '../io/durable.js';
 import { isQueueId } from './id.js';
+import { SPARE_DIR } from './spare.js';
 
 export const QUEUE_NAMES = ['incoming', 'active', 'deferred', 'hold', 'corrupt', 'maildrop'] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
 /** The directory of per-message state logs. */
 export const STATE_DIR = 'state';
 
-const MODES: Readonly<Record<QueueName | typeof STATE_DIR, number>> = {
+const MODES: Readonly<Record<QueueName | typeof STATE_DIR | typeof SPARE_DIR, number>> = {
   incoming: 0o700,
   active: 0o700,
   deferred: 0o700,
@@ -35,6 +38,7 @@ const MODES: Readonly<Record<QueueName | typeof STATE_DIR, number>> = {
   // postdrop is, so sendmail(1) run by any user writes here directly (src/pickup/maildrop.ts).
   maildrop: 0o1733,
   state: 0o700,
+  spare: 0o700,
 };
 
 /** Path of a queue file: `queue_directory/queue/id`. Throws on a malformed id (never build paths from junk). */
@@ -71,7 +75,7 @@ export function createQueueDirectories(queue_directory: string): Promise<void> {
 async function doCreate(queue_directory: string): Promise<void> {
   try {
     await fsp.mkdir(queue_directory, { recursive: true, mode: 0o755 });
-    for (const name of [...QUEUE_NAMES, STATE_DIR] as const) {
+    for (const name of [...QUEUE_NAMES, STATE_DIR, SPARE_DIR] as const) {
       const dir = path.join(queue_directory, name);
       const mode = MODES[name];
       try {

@@ -77,11 +77,18 @@ export class QueueFileWriter {
     this.bufferedBytes = QUEUE_FILE_MAGIC.length;
   }
 
-  /** Create `file` exclusively (mode 0600). */
-  static async create(file: string, fs: DurableFs = nodeFs): Promise<{ writer: QueueFileWriter; inode: bigint }> {
-    const fh = await fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  /**
+   * Create `file` exclusively (mode 0600), or with `reuse` open an existing spare file
+   * (../queue/spare.ts) and truncate it; its inode, like a new one's, makes the queue id.
+   */
+  static async create(file: string, fs: DurableFs = nodeFs, reuse = false): Promise<{ writer: QueueFileWriter; inode: bigint }> {
+    const fh = await fs.open(file, reuse ? constants.O_WRONLY | constants.O_TRUNC | constants.O_NOFOLLOW : constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
       const st = await fh.stat({ bigint: true });
+      // A spare file is only reused as it was left: a plain 0600 file of ours with one name.
+      if (reuse && (!st.isFile() || st.nlink !== 1n || (st.mode & 0o7777n) !== 0o600n || (process.geteuid !== undefined && st.uid !== BigInt(process.geteuid())))) {
+        throw new PosternError('queue', `${file}: not reusable (mode ${(st.mode & 0o7777n).toString(8)}, ${st.nlink} links, uid ${st.uid})`);
+      }
       return { writer: new QueueFileWriter(fs, fh, file), inode: st.ino };
     } catch (err) {
       await fh.close().catch(() => undefined);
