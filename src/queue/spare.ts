@@ -7,7 +7,7 @@
  * one's inode-table block), holding the directory lock meanwhile. A queue that creates and frees one
  * file per message pays that scan on every create: `perf` put a third of Postern's end-to-end CPU in
  * it, and as much again spinning on the directory lock. With spare files no queue inode is freed and
- * the end-to-end CPU per message fell 17–19% (bench/README.md). Postfix has no such pool.
+ * the end-to-end CPU per message fell 16–26% (bench/README.md). Postfix has no such pool.
  *
  * Rules that keep it safe (DESIGN invariant 1: only a complete, fsynced file is ever a queue file):
  * - A spare file's content is junk, never read: cleanup opens it with O_TRUNC, writes the whole
