@@ -122,6 +122,8 @@ interface ActiveMessage {
   readonly lastDeferred: ReadonlyMap<string, DeferredRecord>;
   /** Appends of this pass (awaited before the message is finished); never reject. */
   writes: Promise<void>[];
+  /** Records of the pass's last delivery, not yet appended: see write(). */
+  held: StateRecord[];
   /** The first failed append of this pass. */
   writeError: unknown;
 }
@@ -418,6 +420,7 @@ export class Qmgr {
       bounced: [],
       deferred: [],
       writes: [],
+      held: [],
       writeError: null,
     };
     const done = state.doneRecipients();
@@ -739,6 +742,18 @@ export class Qmgr {
    */
   private write(msg: ActiveMessage, records: StateRecord[]): void {
     if (records.length === 0) return;
+    // While other deliveries of the message are still under way, the records go to the log now, so
+    // a process that dies meanwhile does not repeat these recipients. Those of the last one wait
+    // for finish(): when every recipient is then done, the file is removed and a log would only be
+    // created and unlinked again (an inode allocated and freed per message, ../queue/spare.ts).
+    msg.held.push(...records);
+    if (msg.pending > 1) this.flushHeld(msg);
+  }
+
+  private flushHeld(msg: ActiveMessage): void {
+    if (msg.held.length === 0) return;
+    const records = msg.held;
+    msg.held = [];
     msg.writes.push(
       msg.state.appendUnsynced(...records).catch((err: unknown) => {
         msg.writeError ??= err;
@@ -788,6 +803,10 @@ export class Qmgr {
   private async finish(msg: ActiveMessage): Promise<void> {
     const id = msg.id;
     const env = msg.qf.envelope;
+    // Every recipient done, nothing to report: the file goes, and the held records with it.
+    const removing = !this.stopping && msg.deferred.length === 0 && msg.bounced.length === 0 && msg.success.length === 0;
+    if (removing) msg.held = [];
+    else this.flushHeld(msg);
     await Promise.all(msg.writes);
     msg.writes = [];
     if (msg.writeError !== null && !this.stopping) {

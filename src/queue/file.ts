@@ -71,6 +71,8 @@ export class QueueFileWriter {
     private readonly fs: DurableFs,
     private readonly fh: FileRef,
     readonly file: string,
+    /** A spare file written over in place: finish() cuts it to the new length. */
+    private readonly overwrite = false,
   ) {
     this.hash.update(QUEUE_FILE_MAGIC);
     this.buffered.push(QUEUE_FILE_MAGIC);
@@ -79,17 +81,22 @@ export class QueueFileWriter {
 
   /**
    * Create `file` exclusively (mode 0600), or with `reuse` open an existing spare file
-   * (../queue/spare.ts) and truncate it; its inode, like a new one's, makes the queue id.
+   * (../queue/spare.ts) to write over it from the start; its inode, like a new one's, makes the
+   * queue id. A spare file is not opened with O_TRUNC: writing over its blocks in place and
+   * cutting it to the new length in finish() keeps them allocated, so the fdatasync writes the
+   * data alone, without the block bitmaps and group descriptors that freeing and allocating them
+   * again dirties (ext4 without a journal writes those with the file's fsync), and without the
+   * inode when the length is unchanged (fdatasync(2) skips a timestamps-only inode change).
    */
   static async create(file: string, fs: DurableFs = nodeFs, reuse = false): Promise<{ writer: QueueFileWriter; inode: bigint }> {
-    const fh = await fs.open(file, reuse ? constants.O_WRONLY | constants.O_TRUNC | constants.O_NOFOLLOW : constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    const fh = await fs.open(file, reuse ? constants.O_WRONLY | constants.O_NOFOLLOW : constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
       const st = await fh.stat({ bigint: true });
       // A spare file is only reused as it was left: a plain 0600 file of ours with one name.
       if (reuse && (!st.isFile() || st.nlink !== 1n || (st.mode & 0o7777n) !== 0o600n || (process.geteuid !== undefined && st.uid !== BigInt(process.geteuid())))) {
         throw new PosternError('queue', `${file}: not reusable (mode ${(st.mode & 0o7777n).toString(8)}, ${st.nlink} links, uid ${st.uid})`);
       }
-      return { writer: new QueueFileWriter(fs, fh, file), inode: st.ino };
+      return { writer: new QueueFileWriter(fs, fh, file, reuse), inode: st.ino };
     } catch (err) {
       await fh.close().catch(() => undefined);
       await fs.unlink(file).catch(() => undefined);
@@ -160,6 +167,9 @@ export class QueueFileWriter {
     this.closed = true;
     try {
       if (this.error !== null) throw this.error;
+      // Old content past the new end must not stay in the file: readers take the end record from the
+      // file's last bytes. The length is part of what fdatasync makes durable.
+      if (this.overwrite) await this.fh.truncate(this.fileSize);
       await this.fs.syncFile(this.fh);
     } finally {
       await this.fs.close(this.fh).catch((err: unknown) => {
