@@ -201,6 +201,33 @@ describe('qmgr: delivery', () => {
     }
   });
 
+  test('qmgr: a message finished in one pass never creates a state log; one with a deferred recipient keeps both records', async () => {
+    const s = await setup('local_destination_recipient_limit = 2\n');
+    const m = await s.start({ local: new FakeAgent((r) => ({ dsn: r.address.startsWith('later') ? '4.2.0' : '2.0.0' })) });
+    const stateDir = path.join(s.q, 'state');
+    await fsp.mkdir(stateDir, { recursive: true });
+    const seen: string[] = [];
+    // inotify reports a file that was created and unlinked again, which a listing afterwards cannot see.
+    const watcher = fs.watch(stateDir, (_event, name) => seen.push(String(name)));
+    try {
+      const id = await s.submit(['a@mx.example.test']);
+      await s.waitFor(new RegExp(`${id}: removed`));
+      await sleep(50);
+      assert.deepEqual(seen, [], 'no state log file was ever made for a message delivered in one pass');
+      const id2 = await s.submit(['c@mx.example.test', 'later@mx.example.test']);
+      await s.waitFor(new RegExp(`${id2}: to=<later@mx\\.example\\.test>.*status=deferred`));
+      await m.idle();
+      const recs = await readStateLog(s.q, id2, (await readQueueFile(queueFilePath(s.q, 'deferred', id2))).sha256);
+      assert.deepEqual(
+        recs.map((r) => `${r.kind} ${'rcpt' in r ? r.rcpt : ''}`),
+        ['done 0', 'deferred 1'],
+      );
+    } finally {
+      watcher.close();
+      await m.stop();
+    }
+  });
+
   test('qmgr: a temporary failure defers with backoff (mtime = next try) and a flush retries it', async () => {
     const s = await setup();
     let fail = true;
