@@ -11,8 +11,9 @@
  *
  * Rules that keep it safe (DESIGN invariant 1: only a complete, fsynced file is ever a queue file):
  * - A spare file's content is junk, never read: cleanup writes the whole queue file over it from
- *   its start (no O_TRUNC, ./file.ts says why), cuts it to the new length, fdatasyncs, and only then renames it into incoming/ (or hold/) under its new queue
- *   id, exactly as it publishes a new file. A crash at any point leaves a spare file in spare/.
+ *   its start (no O_TRUNC, ./file.ts says why), cuts it to the new length, fdatasyncs, and only
+ *   then renames it into incoming/ (or hold/) under its new queue id, exactly as it publishes a
+ *   new file. A crash at any point leaves a spare file in spare/.
  * - Names are the file's inode number, so two files can never want the same name in spare/.
  * - Only the main thread of the server takes spare files (cleanup of smtpd and pickup; the qmgr
  *   thread's own cleanup for notices creates new files), and it remembers the ones it has taken,
