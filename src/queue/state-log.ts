@@ -16,7 +16,9 @@
  *   next one. Losing a torn "done" record means delivering that recipient again: a duplicate,
  *   never a loss (DESIGN invariant 2).
  * - append() resolves after fdatasync unless told otherwise (see there); the file is created by the
- *   first append, so a message delivered in one pass costs no state-log I/O at all.
+ *   first append. qmgr appends the records of a pass's last delivery only when the message stays
+ *   in the queue (../qmgr/scheduler.ts write()), so a message that one delivery finishes costs no
+ *   state-log I/O at all.
  * - Records with a good CRC but a kind this version does not know are kept and skipped.
  */
 import { constants, existsSync } from 'node:fs';
